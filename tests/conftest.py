@@ -1,0 +1,33 @@
+"""Test-wide setup: an isolated AIRFLOW_HOME with a SQLite metadata database, made before Airflow loads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="voxsms-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_AIRFLOW_HOME / "logs")
+os.environ.pop("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Create Airflow's metadata database once per test session; yields AIRFLOW_HOME."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return _AIRFLOW_HOME
