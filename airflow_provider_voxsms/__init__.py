@@ -4,28 +4,63 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# The Voximplant connection form. Airflow >= 3.2 reads it from provider info without importing
+# the hook; VoximplantHook.get_ui_field_behaviour() returns the same layout.
+CONN_FIELDS: dict[str, dict] = {
+    "credentials_path": {
+        "label": "Credentials file path",
+        "description": "Path to credentials.json on the workers; used when Password is empty.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "How long to wait for an API answer before its outcome counts as unknown.",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+    "account_id": {
+        "label": "Child account id",
+        "description": "Act for a child account: its id goes into the token's iss claim.",
+        "schema": {"type": ["integer", "null"]},
+    },
+}
+UI_FIELD_BEHAVIOUR: dict = {
+    "hidden-fields": ["schema", "login", "port"],
+    "relabeling": {"host": "API base URL", "password": "credentials.json content"},
+    "placeholders": {
+        "host": "https://api.voximplant.com/platform_api",
+        "password": '{"account_email": "...", "account_id": 123, "key_id": "...", '
+        '"private_key": "-----BEGIN PRIVATE KEY-----..."}',
+    },
+}
+
 
 def get_provider_info() -> dict:
-    """Describe this provider to Airflow's ProvidersManager (entry point `apache_airflow_provider`)."""
-    from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
-
+    """Describe this provider to Airflow (entry point ``apache_airflow_provider``)."""
     return {
         "package-name": "airflow-provider-voxsms",
         "name": "Voximplant SMS",
         "description": "Send A2P SMS through Voximplant's Management API.",
         "versions": [__version__],
-        "connection-types": [
+        "integrations": [
             {
-                "connection-type": VoximplantHook.conn_type,
-                "hook-class-name": "airflow_provider_voxsms.hooks.voximplant.VoximplantHook",
-                "conn-fields": VoximplantHook.conn_fields(),
-                "ui-field-behaviour": VoximplantHook.get_ui_field_behaviour(),
+                "integration-name": "Voximplant",
+                "external-doc-url": "https://voximplant.com/docs",
+                "tags": ["service"],
             }
         ],
         "hooks": [
             {
                 "integration-name": "Voximplant",
                 "python-modules": ["airflow_provider_voxsms.hooks.voximplant"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "voximplant",
+                "hook-class-name": "airflow_provider_voxsms.hooks.voximplant.VoximplantHook",
+                "hook-name": "Voximplant",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
     }

@@ -31,3 +31,27 @@ def airflow_db() -> Path:
         env=os.environ.copy(),
     )
     return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def credentials_json() -> str:
+    """A fresh service-account credentials.json (2048-bit RSA key) in Voximplant's format."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return json.dumps(
+        {
+            "account_email": "sa@example.test",
+            "account_id": 4242,
+            "key_id": "0b7d6f7e-1111-4c2a-9d55-000000000001",
+            "private_key": pem,
+        }
+    )
