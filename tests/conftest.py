@@ -12,6 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# tests/ is on sys.path (no __init__.py): the throwaway PostgreSQL server fixture `postgres_uri`.
+pytest_plugins = ["pg_server"]
+
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="voxsms-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
