@@ -1,0 +1,1 @@
+"""Test helpers for users of this provider: a pytest plugin (loaded automatically) and tokens."""

@@ -1,0 +1,65 @@
+"""Fault injection as configuration: what the emulator should do wrong, and how often."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The misbehaviour to inject; the defaults inject nothing.
+
+    Rates are probabilities per API request, drawn from one RNG seeded with ``seed``.
+
+    :param latency_ms: added to every API request before it is handled.
+    :param http_429_rate: answer HTTP 429 (plain text, ``Retry-After``) before authentication.
+    :param http_503_rate: answer HTTP 503 (plain text, as a gateway would) before authentication.
+    :param error_340_rate: answer API error 340 "Rate limit exceeded" (HTTP 200).
+    :param error_416_rate: answer API error 416 "Repeat after N seconds", N = ``retry_after_s``.
+    :param retry_after_s: the N in error 416 and the ``Retry-After`` header of HTTP 429.
+    :param insufficient_money_after: once this many messages were accepted, every A2PSendSms
+        answers error 127 until the value is lifted (set to None: a "top-up"). A request that
+        starts below the limit is processed whole.
+    :param blocked_numbers: destinations that come back in ``failed`` with code 509.
+    :param process_then_500_rate: A2PSendSms is processed and stored, then HTTP 500 is returned:
+        the ambiguous case where a retry sends the messages twice.
+    :param slow_response_s: sleep this long before answering (to trip client read timeouts).
+    :param seed: seed of the RNG behind the rates; None draws a random seed.
+    """
+
+    latency_ms: int = 0
+    http_429_rate: float = 0.0
+    http_503_rate: float = 0.0
+    error_340_rate: float = 0.0
+    error_416_rate: float = 0.0
+    retry_after_s: int = 1
+    insufficient_money_after: int | None = None
+    blocked_numbers: frozenset[str] = field(default_factory=frozenset)
+    process_then_500_rate: float = 0.0
+    slow_response_s: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocked_numbers", frozenset(map(str, self.blocked_numbers)))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_rate") and not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{f.name} must be between 0 and 1, got {value!r}")
+            if f.name in ("latency_ms", "retry_after_s", "slow_response_s") and value < 0:
+                raise ValueError(f"{f.name} must not be negative, got {value!r}")
+
+    def patched(self, changes: dict[str, Any]) -> Faults:
+        """A copy with ``changes`` applied; unknown names or bad values raise ValueError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (blocked numbers as a sorted list)."""
+        data = dataclasses.asdict(self)
+        data["blocked_numbers"] = sorted(self.blocked_numbers)
+        return data
