@@ -128,6 +128,11 @@ class VoximplantHook(BaseHook):
     def _connection(self):
         return self.get_connection(self.voximplant_conn_id)
 
+    def _extra(self, name: str) -> Any:
+        """An extra field, as the UI form (``extra__voximplant__<name>``) or by hand (``<name>``)."""
+        extra = self._connection.extra_dejson
+        return extra.get(name) or extra.get(f"extra__{self.conn_type}__{name}")
+
     @cached_property
     def base_url(self) -> str:
         """The API base URL: the connection's host, else Voximplant's public endpoint."""
@@ -138,7 +143,7 @@ class VoximplantHook(BaseHook):
         conn = self._connection
         if conn.password:
             credentials = ServiceAccountCredentials.from_json(conn.password)
-        elif path := conn.extra_dejson.get("credentials_path"):
+        elif path := self._extra("credentials_path"):
             credentials = ServiceAccountCredentials.from_file(path)
         else:
             raise CredentialsError(
@@ -151,14 +156,14 @@ class VoximplantHook(BaseHook):
 
     @cached_property
     def signer(self) -> TokenSigner:
-        child = self._connection.extra_dejson.get("account_id")
+        child = self._extra("account_id")
         signer = TokenSigner(self.credentials, issuer_account_id=int(child) if child else None)
         signer.on_new_token = _mask
         return signer
 
     @cached_property
     def timeout(self) -> tuple[float, float]:
-        read = self._read_timeout_s or self._connection.extra_dejson.get("timeout") or 60
+        read = self._read_timeout_s or self._extra("timeout") or 60
         try:
             read = float(read)
         except (TypeError, ValueError):
