@@ -1,0 +1,183 @@
+"""A2PSendSmsOperator: one SMS campaign to the recipients an upstream task produced."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_voxsms.hooks.voximplant import MAX_NUMBERS_PER_REQUEST, VoximplantHook
+from airflow_provider_voxsms.sms import report as run_report
+from airflow_provider_voxsms.sms.dispatch import dispatch
+from airflow_provider_voxsms.sms.plan import plan_batches
+from airflow_provider_voxsms.sms.recipients import RecipientsError, prepare_recipients
+
+
+class A2PSendSmsOperator(BaseOperator):
+    """Send an A2P SMS to every valid recipient once, in batches of at most 100, concurrently.
+
+    Recipients are normalised to international digits, invalid rows are reported and never sent,
+    and duplicates (same number, same text) are sent once. Every recipient ends as accepted,
+    failed, invalid, duplicate or unknown; the counts add up to the input rows.
+
+    Returns a summary dict (``recipients``, ``valid``, ``invalid``, ``duplicates``, ``batches``,
+    ``accepted``, ``failed``, ``not_sent``, ``unknown``, ``fragments``, ``duration_s``) and
+    pushes the XComs ``failed_numbers`` (``destination_number``, ``error_code``,
+    ``error_description``, ``stage``), ``accepted_numbers`` (``destination_number``,
+    ``message_id``) and ``unknown_numbers`` (``destination_number``, ``reason``).
+
+    :param src_number: the SenderID the SMS come from.
+    :param recipients: a DataFrame, Series, list of numbers or list of dicts, or an XComArg of one.
+    :param text: one message for everybody (templated). Give this or ``text_column``.
+    :param text_column: column holding each row's own message; equal texts share requests.
+    :param phone_column: column holding the numbers (DataFrame or list of dicts).
+    :param default_region: ISO region (e.g. ``"GB"``) in which national numbers are parsed.
+    :param voximplant_conn_id: connection of type ``voximplant``.
+    :param batch_size: numbers per request, 1..100.
+    :param max_concurrency: requests in flight at once (one hook, one token, one pool).
+    :param requests_per_second: optional cap on request starts per second.
+    :param store_body: ask Voximplant to store message texts.
+    :param dry_run: prepare and plan only; log the cost and send nothing.
+    :param max_recipients: refuse to start when more numbers than this would be sent.
+    :param fail_on_failed_ratio: fail the task, after sending and pushing the outputs, when
+        ``(failed + invalid) / (recipients - duplicates)`` exceeds this share (0..1).
+    """
+
+    template_fields: Sequence[str] = (
+        "recipients",
+        "text",
+        "text_column",
+        "src_number",
+        "phone_column",
+        "default_region",
+    )
+    ui_color = "#d6eaff"
+
+    def __init__(
+        self,
+        *,
+        src_number: str,
+        recipients: Any,
+        text: str | None = None,
+        text_column: str | None = None,
+        phone_column: str = "phone",
+        default_region: str | None = None,
+        voximplant_conn_id: str = VoximplantHook.default_conn_name,
+        batch_size: int = MAX_NUMBERS_PER_REQUEST,
+        max_concurrency: int = 16,
+        requests_per_second: float | None = None,
+        store_body: bool = False,
+        dry_run: bool = False,
+        max_recipients: int | None = None,
+        fail_on_failed_ratio: float | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if (text is None) == (text_column is None):
+            raise ValueError(
+                f"{self.task_id}: give exactly one of text= (one message for all) or "
+                "text_column= (a column holding each row's message)."
+            )
+        if not 1 <= batch_size <= MAX_NUMBERS_PER_REQUEST:
+            raise ValueError(
+                f"{self.task_id}: batch_size must be 1..{MAX_NUMBERS_PER_REQUEST} "
+                f"(A2PSendSms takes at most 100 numbers per request), got {batch_size}."
+            )
+        if max_concurrency < 1:
+            raise ValueError(
+                f"{self.task_id}: max_concurrency must be >= 1, got {max_concurrency}."
+            )
+        if requests_per_second is not None and requests_per_second <= 0:
+            raise ValueError(
+                f"{self.task_id}: requests_per_second must be > 0 or None, got {requests_per_second}."
+            )
+        if fail_on_failed_ratio is not None and not 0 <= fail_on_failed_ratio <= 1:
+            raise ValueError(
+                f"{self.task_id}: fail_on_failed_ratio is a share in 0..1, got {fail_on_failed_ratio}."
+            )
+        self.src_number = src_number
+        self.recipients = recipients
+        self.text = text
+        self.text_column = text_column
+        self.phone_column = phone_column
+        self.default_region = default_region
+        self.voximplant_conn_id = voximplant_conn_id
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self.requests_per_second = requests_per_second
+        self.store_body = store_body
+        self.dry_run = dry_run
+        self.max_recipients = max_recipients
+        self.fail_on_failed_ratio = fail_on_failed_ratio
+
+    def execute(self, context) -> dict:
+        started = time.monotonic()
+        prepared = prepare_recipients(
+            self.recipients,
+            phone_column=self.phone_column,
+            text=self.text,
+            text_column=self.text_column,
+            default_region=self.default_region,
+        )
+        plan = plan_batches(prepared.valid, self.batch_size)
+        self.log.info(
+            "Plan: %d rows -> %d to send (%d invalid, %d duplicates) in %d requests; %s",
+            prepared.total,
+            len(prepared.valid),
+            len(prepared.invalid),
+            prepared.duplicates,
+            len(plan.batches),
+            plan.summary(),
+        )
+        if self.max_recipients is not None and len(prepared.valid) > self.max_recipients:
+            raise RecipientsError(
+                f"{len(prepared.valid)} numbers would be sent, more than max_recipients="
+                f"{self.max_recipients}. Raise max_recipients or split the list; nothing was sent."
+            )
+        if not str(self.src_number or "").strip():
+            raise ValueError("src_number (the SenderID) is empty; nothing was sent.")
+
+        report = None
+        if not self.dry_run and plan.batches:
+            hook = VoximplantHook(self.voximplant_conn_id, pool_size=self.max_concurrency)
+            report = dispatch(
+                plan.batches,
+                lambda batch: hook.a2p_send_sms(
+                    self.src_number, list(batch.numbers), batch.text, self.store_body
+                ),
+                total_numbers=plan.recipients,
+                max_concurrency=self.max_concurrency,
+                requests_per_second=self.requests_per_second,
+                logger=self.log,
+            )
+
+        summary = run_report.summarise(prepared, plan, report, time.monotonic() - started)
+        ti = context["ti"]
+        ti.xcom_push(key="failed_numbers", value=run_report.failed_numbers(prepared, report))
+        ti.xcom_push(key="accepted_numbers", value=run_report.accepted_numbers(report))
+        ti.xcom_push(key="unknown_numbers", value=run_report.unknown_numbers(report))
+        self.log.info("Result: %s", summary)
+
+        if report is not None and report.stopped_by is not None:
+            # No automatic retry: a retry would send the accepted numbers a second time.
+            raise AirflowFailException(
+                f"Sending stopped: {report.stopped_by}. Accepted before the stop: "
+                f"{summary['accepted']}; not sent: {summary['not_sent']}; "
+                f"unknown: {summary['unknown']}. Full result: {summary}"
+            )
+        self._check_failed_ratio(summary)
+        return summary
+
+    def _check_failed_ratio(self, summary: dict) -> None:
+        if self.fail_on_failed_ratio is None:
+            return
+        considered = summary["recipients"] - summary["duplicates"]
+        ratio = (summary["failed"] + summary["invalid"]) / considered if considered else 0.0
+        if ratio > self.fail_on_failed_ratio:
+            raise AirflowFailException(
+                f"{ratio:.1%} of recipients failed or were invalid, above "
+                f"fail_on_failed_ratio={self.fail_on_failed_ratio:.1%}. Result: {summary}"
+            )
