@@ -54,6 +54,13 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_provider_voxsms.hooks.voximplant"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Voximplant",
+                "python-modules": ["airflow_provider_voxsms.operators.a2p_sms"],
+            }
+        ],
+        "notifications": ["airflow_provider_voxsms.notifications.voximplant.VoximplantSmsNotifier"],
         "connection-types": [
             {
                 "connection-type": "voximplant",

@@ -1,0 +1,58 @@
+"""VoximplantSmsNotifier: an SMS to on-call numbers from ``on_failure_callback`` and friends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airflow.sdk import BaseNotifier
+
+from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.sms.plan import plan_batches
+from airflow_provider_voxsms.sms.recipients import prepare_recipients
+
+DEFAULT_TEXT = "Airflow: {{ ti.dag_id }}.{{ ti.task_id }} is {{ ti.state }} (run {{ run_id }})"
+
+
+class VoximplantSmsNotifier(BaseNotifier):
+    """Send a templated SMS to a few numbers, e.g. ``on_failure_callback=VoximplantSmsNotifier(...)``.
+
+    Numbers are normalised like the operator's recipients; invalid ones are logged and skipped.
+    A number the API refuses is logged, not raised: an alert must not fail a callback chain.
+
+    :param src_number: the SenderID the alert comes from.
+    :param numbers: on-call numbers (templated).
+    :param text: the message, a Jinja template rendered with the task context.
+    :param default_region: ISO region in which national numbers are parsed.
+    :param voximplant_conn_id: connection of type ``voximplant``.
+    """
+
+    template_fields: Sequence[str] = ("src_number", "numbers", "text")
+
+    def __init__(
+        self,
+        *,
+        src_number: str,
+        numbers: Sequence[str],
+        text: str = DEFAULT_TEXT,
+        default_region: str | None = None,
+        voximplant_conn_id: str = VoximplantHook.default_conn_name,
+    ):
+        super().__init__()
+        self.src_number = src_number
+        self.numbers = list(numbers)
+        self.text = text
+        self.default_region = default_region
+        self.voximplant_conn_id = voximplant_conn_id
+
+    def notify(self, context) -> None:
+        prepared = prepare_recipients(
+            self.numbers, text=self.text, default_region=self.default_region
+        )
+        for row in prepared.invalid.itertuples():
+            self.log.warning("Alert not sent to %r: %s", row.original, row.reason)
+        hook = VoximplantHook(self.voximplant_conn_id)
+        for batch in plan_batches(prepared.valid).batches:
+            answer = hook.a2p_send_sms(self.src_number, list(batch.numbers), batch.text)
+            for failed in answer.failed:
+                self.log.warning("Alert to %s failed: %s", failed.get("destination_number"), failed)
+            self.log.info("Alert sent to %d number(s)", len(answer.result))
