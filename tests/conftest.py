@@ -85,3 +85,10 @@ def run_dag(airflow_db):
         return tis
 
     return run
+
+
+def xcom(ti, key: str = "return_value"):
+    """An XCom of a finished task instance, deserialized as a downstream task would see it."""
+    from airflow.sdk.serde import deserialize
+
+    return deserialize(ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index))

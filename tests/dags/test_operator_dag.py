@@ -6,6 +6,7 @@ from collections import Counter
 
 import pandas as pd
 from airflow.sdk import DAG, task
+from conftest import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 
@@ -21,13 +22,6 @@ MESSY = [
     None,
     "12345",
 ]
-
-
-def xcom(ti, key: str = "return_value"):
-    """An XCom of a finished task instance, deserialized as a downstream task would see it."""
-    from airflow.sdk.serde import deserialize
-
-    return deserialize(ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index))
 
 
 def test_upstream_dataframe_is_sent_exactly_once(voximplant_conn, run_dag):

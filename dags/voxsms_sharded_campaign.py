@@ -1,0 +1,79 @@
+"""Scale out: split a large recipient list into shards and send them as mapped task instances.
+
+``A2PSendSmsOperator.partial(...).expand(recipients=...)`` gives one task instance per shard,
+which Celery or Kubernetes workers run in parallel. Rows are sharded by their normalised number,
+so every copy of a number lands in the same shard and is still sent only once. A final task
+gathers every shard's failed numbers into ``sms_failed_numbers``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from airflow.sdk import Param, conf, dag, task
+
+from airflow_provider_voxsms.failed_numbers import log_failed_numbers
+from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
+from airflow_provider_voxsms.sms.recipients import normalise_phones
+
+SAMPLE_RECIPIENTS = Path(__file__).parent / "data" / "recipients.csv"
+REGION = "GB"
+
+
+def split_into_shards(frame: pd.DataFrame, shards: int, region: str | None) -> list[pd.DataFrame]:
+    """Split rows into at most ``shards`` non-empty frames, keyed on the normalised number."""
+    shards = max(1, min(shards, conf.getint("core", "max_map_length")))
+    numbers, _ = normalise_phones(frame["phone"], region)
+    key = numbers.fillna(frame["phone"].astype(str).reset_index(drop=True))
+    shard_of = pd.util.hash_pandas_object(key, index=False).to_numpy() % shards
+    parts = [frame[shard_of == i].reset_index(drop=True) for i in range(shards)]
+    return [part for part in parts if len(part)]
+
+
+@dag(
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["voxsms", "example"],
+    params={
+        "recipients_path": Param(str(SAMPLE_RECIPIENTS), type="string"),
+        "shards": Param(4, type="integer", minimum=1),
+        "src_number": Param("VoxDemo", type="string"),
+        "text": Param("Your order has shipped. Reply STOP to opt out.", type="string"),
+    },
+)
+def voxsms_sharded_campaign():
+    @task
+    def shard(params=None) -> list[pd.DataFrame]:
+        frame = pd.read_csv(params["recipients_path"], dtype=str, keep_default_na=False)
+        return split_into_shards(frame, params["shards"], REGION)
+
+    send = A2PSendSmsOperator.partial(
+        task_id="send",
+        text="{{ params.text }}",
+        src_number="{{ params.src_number }}",
+        default_region=REGION,
+    ).expand(recipients=shard())
+
+    @task(trigger_rule="all_done")
+    def gather_failed(ti=None) -> int:
+        written = 0
+        shards = ti.xcom_pull(task_ids="send", key="failed_numbers")  # every map index, in order
+        for map_index, failed in enumerate(shards or []):
+            if failed is not None:
+                written += log_failed_numbers(
+                    failed,
+                    conn_id="voxsms_db",
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id="send",
+                    map_index=map_index,
+                )
+        return written
+
+    send >> gather_failed()
+
+
+voxsms_sharded_campaign()

@@ -1,0 +1,111 @@
+"""The example DAGs in dags/: they parse, and each runs green end to end against the emulator."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk import BaseHook
+from conftest import REPO, xcom
+
+DAGS = REPO / "dags"
+EXAMPLES = {"voxsms_campaign", "voxsms_sharded_campaign", "voxsms_alert"}
+BLOCKED = {"447443332299", "447443332298"}
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def voxsms_db(request, monkeypatch, tmp_path) -> DbApiHook:
+    """Connection ``voxsms_db`` on SQLite (a file) or on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        uri = f"sqlite://{tmp_path / 'voxsms.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
+    monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", uri)
+    hook = BaseHook.get_connection("voxsms_db").get_hook()
+    hook.run("DROP TABLE IF EXISTS sms_failed_numbers")
+    return hook
+
+
+def test_example_dags_parse_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) >= EXAMPLES
+
+
+def logged_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
+    rows = db.get_records(
+        "SELECT task_id, map_index, destination_number, error_code, stage "
+        f"FROM sms_failed_numbers WHERE run_id = {db.placeholder}",
+        parameters=(run_id,),
+    )
+    columns = ["task_id", "map_index", "destination_number", "error_code", "stage"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_campaign_sends_the_sample_and_logs_failed_numbers(
+    dagbag, run_dag, voximplant_conn, voxsms_db
+):
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    tis = run_dag(dagbag.get_dag("voxsms_campaign"))
+    assert {ti.state for ti in tis.values()} == {"success"}
+
+    summary = xcom(tis["send"])
+    sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
+    assert set(sent.values()) == {1}, "nobody got the SMS twice"
+    assert summary["accepted"] == len(sent) == 14
+    assert summary["recipients"] == len(pd.read_csv(DAGS / "data" / "recipients.csv"))
+
+    rows = logged_rows(voxsms_db, tis["send"].run_id)
+    assert len(rows) == summary["failed"] + summary["invalid"] == 5
+    assert set(rows.loc[rows.stage == "api", "destination_number"]) == BLOCKED
+    assert set(rows.loc[rows.stage == "api", "error_code"]) == {509}
+
+    # Re-running the logging task of the same run replaces its rows instead of adding to them.
+    tis = run_dag(dagbag.get_dag("voxsms_campaign"))
+    assert len(logged_rows(voxsms_db, tis["send"].run_id)) == 5
+
+
+def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, voxsms_db, tmp_path):
+    csv = tmp_path / "list.csv"
+    csv.write_text("phone,text\n+447443330001,\n+447443330002,Personal text\n")
+    conf = {"recipients_path": str(csv), "text": "Default text", "src_number": "447443332211"}
+    tis = run_dag(dagbag.get_dag("voxsms_campaign"), run_conf=conf)
+    assert tis["send"].state == "success"
+    messages = voximplant_conn.state.messages_snapshot()
+    assert {(m["destination_number"], m["text"]) for m in messages} == {
+        ("447443330001", "Default text"),
+        ("447443330002", "Personal text"),
+    }
+    assert {m["source_number"] for m in messages} == {"447443332211"}
+
+
+def test_sharded_campaign_sends_each_number_once_and_gathers_failures(
+    dagbag, run_dag, voximplant_conn, voxsms_db
+):
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"))
+    sends = {key: ti for key, ti in tis.items() if isinstance(key, tuple)}
+    assert len(sends) > 1, "the list was split into several mapped instances"
+    assert {ti.state for ti in tis.values()} == {"success"}
+    sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
+    assert set(sent.values()) == {1} and len(sent) == 14
+
+    rows = logged_rows(voxsms_db, next(iter(sends.values())).run_id)
+    assert len(rows) == 5
+    assert set(rows.loc[rows.stage == "api", "destination_number"]) == BLOCKED
+    assert set(rows["map_index"]) <= {map_index for _, map_index in sends}
+
+
+def test_alert_dag_sends_the_on_call_sms(dagbag, run_dag, voximplant_conn):
+    tis = run_dag(dagbag.get_dag("voxsms_alert"))
+    assert tis["flaky"].state == "failed"
+    (alert,) = voximplant_conn.state.messages_snapshot()
+    assert alert["destination_number"] == "447443332200"
+    assert alert["text"].startswith("Airflow alert: voxsms_alert.flaky failed")
