@@ -8,17 +8,15 @@ SQL dialect is chosen here. One task instance owns its rows: writing again for t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from contextlib import closing, suppress
+from contextlib import closing
 from datetime import UTC, datetime
 from itertools import islice, repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow_provider_voxsms.sql import check_table_name, db_api_hook, ensure_schema, transactional
 
 __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 
@@ -37,8 +35,6 @@ _TABLE_COLUMNS = (
     "stage",
     "logged_at",
 )
-# Short enough that "ix_<table>_ti" stays within PostgreSQL's 63-character identifiers.
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _BATCH_ROWS = 10_000
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
@@ -84,9 +80,9 @@ def log_failed_numbers(
         unknown stage.
     :raises TypeError: if the connection's hook is not a ``DbApiHook``.
     """
-    _check_table_name(table)
+    check_table_name(table)
     columns = _prepared_columns(failed)
-    hook = _db_api_hook(conn_id)
+    hook = db_api_hook(conn_id)
     key = (dag_id, run_id, task_id, int(map_index))
     logged_at = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     n_rows = len(failed)
@@ -103,30 +99,15 @@ def log_failed_numbers(
     )
     insert_sql = hook.dialect.generate_insert_sql(table, _TABLE_COLUMNS, list(_TABLE_COLUMNS))
 
-    with closing(hook.get_conn()) as conn:
-        if hook.supports_autocommit:
-            hook.set_autocommit(conn, False)
-        _ensure_table(conn, table)
-        try:
-            with closing(conn.cursor()) as cur:
-                cur.execute(delete_sql, key)
-                for batch in _batches(rows, _BATCH_ROWS):
-                    cur.executemany(insert_sql, batch)
-            conn.commit()
-        except BaseException:
-            with suppress(Exception):  # a dead connection must not hide the real error
-                conn.rollback()
-            raise
+    with transactional(hook) as conn:
+        ensure_schema(conn, [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)])
+        with closing(conn.cursor()) as cur:
+            cur.execute(delete_sql, key)
+            for batch in _batches(rows, _BATCH_ROWS):
+                cur.executemany(insert_sql, batch)
+        conn.commit()
     hook.log.info("Logged %d failed numbers to %s for %s", n_rows, table, key)
     return n_rows
-
-
-def _check_table_name(table: str) -> None:
-    if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
-        raise ValueError(
-            f"table must be a plain identifier (letters, digits, underscore; not starting with "
-            f"a digit; at most 48 characters), got {table!r}"
-        )
 
 
 def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
@@ -157,37 +138,6 @@ def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
 
 def _texts(column: pd.Series) -> Sequence[Any]:
     return column.astype("string").to_numpy(dtype=object, na_value=None)
-
-
-def _db_api_hook(conn_id: str) -> DbApiHook:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-    from airflow.sdk import BaseHook
-
-    hook = BaseHook.get_connection(conn_id).get_hook()
-    if not isinstance(hook, DbApiHook):
-        raise TypeError(
-            f"connection {conn_id!r} gives a {type(hook).__name__}, not a common-sql DbApiHook"
-        )
-    return hook
-
-
-def _ensure_table(conn: Any, table: str) -> None:
-    """Create the table and index if absent, committed on their own.
-
-    Two tasks creating the table at the same moment can make PostgreSQL's ``IF NOT EXISTS``
-    fail in the loser; its second try then finds the table.
-    """
-    for attempt in (1, 2):
-        try:
-            with closing(conn.cursor()) as cur:
-                cur.execute(_CREATE_TABLE.format(table=table))
-                cur.execute(_CREATE_INDEX.format(table=table))
-            conn.commit()
-            return
-        except Exception:
-            conn.rollback()
-            if attempt == 2:
-                raise
 
 
 def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:

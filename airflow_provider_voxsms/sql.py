@@ -1,0 +1,74 @@
+"""The little SQL the provider runs itself, on any common-sql connection without dialect branches."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+# Short enough that "ix_<table>_..." stays within PostgreSQL's 63-character identifiers.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+
+def check_table_name(table: str) -> None:
+    """Refuse anything but a plain identifier, so a table name can never inject SQL."""
+    if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+        raise ValueError(
+            f"table must be a plain identifier (letters, digits, underscore; not starting with "
+            f"a digit; at most 48 characters), got {table!r}"
+        )
+
+
+def db_api_hook(conn_id: str) -> DbApiHook:
+    """The common-sql hook of an Airflow connection (SQLite, PostgreSQL, ...)."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import BaseHook
+
+    hook = BaseHook.get_connection(conn_id).get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise TypeError(
+            f"connection {conn_id!r} gives a {type(hook).__name__}, not a common-sql DbApiHook"
+        )
+    return hook
+
+
+@contextmanager
+def transactional(hook: DbApiHook) -> Iterator[Any]:
+    """A new connection with autocommit off; the caller commits, any error rolls back."""
+    with closing(hook.get_conn()) as conn:
+        if hook.supports_autocommit:
+            hook.set_autocommit(conn, False)
+        try:
+            yield conn
+        except BaseException:
+            with suppress(Exception):  # a dead connection must not hide the real error
+                conn.rollback()
+            raise
+
+
+def ensure_schema(conn: Any, statements: Sequence[str]) -> None:
+    """Run ``CREATE ... IF NOT EXISTS`` statements, committed on their own.
+
+    Two tasks creating the same table at the same moment can make PostgreSQL's
+    ``IF NOT EXISTS`` fail in the loser; its second try then finds the table.
+    """
+    for attempt in (1, 2):
+        try:
+            with closing(conn.cursor()) as cur:
+                for statement in statements:
+                    cur.execute(statement)
+            conn.commit()
+            return
+        except Exception:
+            conn.rollback()
+            if attempt == 2:
+                raise
+
+
+def is_unique_violation(error: BaseException) -> bool:
+    """True for a DB-API IntegrityError (the class every driver raises for a duplicate key)."""
+    return any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__)
