@@ -6,6 +6,8 @@ import re
 
 # Whole-request errors that will repeat for every batch of a run: stop instead of burning the list.
 FATAL_CODES = frozenset({100, 104, 127, 507, 508, 528})
+# Stops that a retry can get past without a code change (insufficient money: top up).
+RESUMABLE_CODES = frozenset({127})
 # Throttling answers: the request was not processed; wait and send it again.
 THROTTLING_CODES = frozenset({314, 340, 416})
 THROTTLING_HTTP_STATUSES = frozenset({429, 503})

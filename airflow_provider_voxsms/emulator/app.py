@@ -128,6 +128,9 @@ async def _handle(
             raise ApiError(errors.RATE_LIMIT, "Rate limit exceeded")
         if state.roll(faults.error_416_rate):
             raise ApiError(errors.RETRY_LATER, f"Repeat after {faults.retry_after_s} seconds")
+        if name == "A2PSendSms" and state.roll(faults.reset_connection_rate):
+            http_status = 0
+            return _BrokenResponse()
         result = handler(Call(state, Params(values), account_id, _base_url(request)))
         if name == "A2PSendSms" and state.roll(faults.process_then_500_rate):
             http_status = 500
@@ -143,6 +146,16 @@ async def _handle(
         return JSONResponse(body, status_code=500)
     finally:
         state.end_request(api_error, http_status)
+
+
+class _BrokenResponse(Response):
+    """Sends the status line and headers, then dies: the server closes the connection mid-answer."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]}
+        )
+        raise ConnectionAbortedError("emulator fault: connection reset mid-answer")
 
 
 async def _read_params(request: Request, max_body: int) -> dict[str, Any]:

@@ -25,6 +25,8 @@ class Faults:
     :param blocked_numbers: destinations that come back in ``failed`` with code 509.
     :param process_then_500_rate: A2PSendSms is processed and stored, then HTTP 500 is returned:
         the ambiguous case where a retry sends the messages twice.
+    :param reset_connection_rate: A2PSendSms is NOT processed and the connection is cut after
+        the response headers: the client sees a broken connection and cannot tell what happened.
     :param slow_response_s: sleep this long before answering (to trip client read timeouts).
     :param seed: seed of the RNG behind the rates; None draws a random seed.
     """
@@ -38,6 +40,7 @@ class Faults:
     insufficient_money_after: int | None = None
     blocked_numbers: frozenset[str] = field(default_factory=frozenset)
     process_then_500_rate: float = 0.0
+    reset_connection_rate: float = 0.0
     slow_response_s: float = 0.0
     seed: int | None = None
 

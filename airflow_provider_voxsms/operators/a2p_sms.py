@@ -9,11 +9,18 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_voxsms.errors import RESUMABLE_CODES, VoximplantApiError, VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import MAX_NUMBERS_PER_REQUEST, VoximplantHook
+from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
 from airflow_provider_voxsms.sms import report as run_report
-from airflow_provider_voxsms.sms.dispatch import dispatch
-from airflow_provider_voxsms.sms.plan import plan_batches
+from airflow_provider_voxsms.sms.dispatch import DispatchReport, dispatch
+from airflow_provider_voxsms.sms.plan import SendPlan, plan_batches
 from airflow_provider_voxsms.sms.recipients import RecipientsError, prepare_recipients
+from airflow_provider_voxsms.sms.resume import resume
+
+
+class VoximplantStoppedError(VoximplantError):
+    """A run stopped on an error that a retry can get past (e.g. after a top-up)."""
 
 
 class A2PSendSmsOperator(BaseOperator):
@@ -44,6 +51,10 @@ class A2PSendSmsOperator(BaseOperator):
     :param max_recipients: refuse to start when more numbers than this would be sent.
     :param fail_on_failed_ratio: fail the task, after sending and pushing the outputs, when
         ``(failed + invalid) / (recipients - duplicates)`` exceeds this share (0..1).
+    :param ledger_conn_id: SQL connection (SQLite, PostgreSQL, ...) for the send ledger that
+        makes retries and cleared tasks of the same DAG run safe: they skip what earlier tries
+        settled and never re-send a number that may have gone out. Strongly recommended.
+    :param ledger_table: the ledger table, created if absent.
     """
 
     template_fields: Sequence[str] = (
@@ -73,6 +84,8 @@ class A2PSendSmsOperator(BaseOperator):
         dry_run: bool = False,
         max_recipients: int | None = None,
         fail_on_failed_ratio: float | None = None,
+        ledger_conn_id: str | None = None,
+        ledger_table: str = "voxsms_send_ledger",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -112,6 +125,8 @@ class A2PSendSmsOperator(BaseOperator):
         self.dry_run = dry_run
         self.max_recipients = max_recipients
         self.fail_on_failed_ratio = fail_on_failed_ratio
+        self.ledger_conn_id = ledger_conn_id
+        self.ledger_table = ledger_table
 
     def execute(self, context) -> dict:
         started = time.monotonic()
@@ -142,17 +157,7 @@ class A2PSendSmsOperator(BaseOperator):
 
         report = None
         if not self.dry_run and plan.batches:
-            hook = VoximplantHook(self.voximplant_conn_id, pool_size=self.max_concurrency)
-            report = dispatch(
-                plan.batches,
-                lambda batch: hook.a2p_send_sms(
-                    self.src_number, list(batch.numbers), batch.text, self.store_body
-                ),
-                total_numbers=plan.recipients,
-                max_concurrency=self.max_concurrency,
-                requests_per_second=self.requests_per_second,
-                logger=self.log,
-            )
+            plan, report = self._send(prepared.valid, plan, context)
 
         summary = run_report.summarise(prepared, plan, report, time.monotonic() - started)
         ti = context["ti"]
@@ -162,14 +167,66 @@ class A2PSendSmsOperator(BaseOperator):
         self.log.info("Result: %s", summary)
 
         if report is not None and report.stopped_by is not None:
-            # No automatic retry: a retry would send the accepted numbers a second time.
-            raise AirflowFailException(
-                f"Sending stopped: {report.stopped_by}. Accepted before the stop: "
-                f"{summary['accepted']}; not sent: {summary['not_sent']}; "
-                f"unknown: {summary['unknown']}. Full result: {summary}"
-            )
+            self._fail_after_stop(report.stopped_by, summary)
         self._check_failed_ratio(summary)
         return summary
+
+    def _send(self, valid, plan: SendPlan, context) -> tuple[SendPlan, DispatchReport]:
+        """Send the plan, through the send ledger when there is one; returns what was sent."""
+        hook = VoximplantHook(self.voximplant_conn_id, pool_size=self.max_concurrency)
+        ledger, earlier = None, []
+        if self.ledger_conn_id:
+            ledger = SendLedger(
+                self.ledger_conn_id, TaskInstanceKey.from_context(context), self.ledger_table
+            )
+            resumed = resume(
+                valid, ledger.open(), ledger=ledger, hook=hook, src_number=self.src_number
+            )
+            earlier = resumed.outcomes
+            if earlier:
+                plan = plan_batches(resumed.to_send, self.batch_size)
+                self.log.info(
+                    "Resuming: %d number(s) were settled by earlier tries; %d left to send in "
+                    "%d requests",
+                    sum(len(o.batch.numbers) for o in earlier),
+                    plan.recipients,
+                    len(plan.batches),
+                )
+        else:
+            self.log.warning(
+                "No ledger_conn_id: if this task is retried or cleared, numbers that were "
+                "already sent will be sent again. Set ledger_conn_id to make retries safe."
+            )
+        try:
+            report = dispatch(
+                plan.batches,
+                lambda batch: hook.a2p_send_sms(
+                    self.src_number, list(batch.numbers), batch.text, self.store_body
+                ),
+                total_numbers=plan.recipients,
+                max_concurrency=self.max_concurrency,
+                requests_per_second=self.requests_per_second,
+                claim=ledger.claim if ledger else None,
+                on_outcome=ledger.record if ledger else None,
+                logger=self.log,
+            )
+        finally:
+            if ledger:
+                ledger.close()
+        report.outcomes[:0] = earlier
+        return plan, report
+
+    def _fail_after_stop(self, error: BaseException, summary: dict) -> None:
+        message = (
+            f"Sending stopped: {error}. Accepted: {summary['accepted']}; not sent: "
+            f"{summary['not_sent']}; unknown: {summary['unknown']}. Full result: {summary}"
+        )
+        resumable = isinstance(error, VoximplantApiError) and error.code in RESUMABLE_CODES
+        if self.ledger_conn_id and resumable:
+            # The ledger makes a retry safe: it sends only what this try did not.
+            raise VoximplantStoppedError(message + " A retry resumes from the send ledger.")
+        # Without a ledger a retry would re-send what was accepted; other stops need a fix first.
+        raise AirflowFailException(message)
 
     def _check_failed_ratio(self, summary: dict) -> None:
         if self.fail_on_failed_ratio is None:

@@ -40,6 +40,7 @@ class BatchOutcome:
     failed: list[tuple[str, int | None, str]] = field(default_factory=list)  # (number, code, why)
     unknown: list[tuple[str, str]] = field(default_factory=list)  # (number, why)
     fragments: int = 0
+    owned: bool = True  # False: another try of the task holds these numbers; not ours to record
 
 
 @dataclass
@@ -170,6 +171,7 @@ def dispatch(
     total_numbers: int,
     max_concurrency: int = 16,
     requests_per_second: float | None = None,
+    claim: Callable[[Batch], bool] | None = None,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     progress_interval_s: float = 10.0,
     logger: logging.Logger = log,
@@ -177,9 +179,11 @@ def dispatch(
     """Send every batch with ``send``, at most ``max_concurrency`` at once, and account for each.
 
     At most ``2 * max_concurrency`` batches are in flight or queued at any time, so a stop is
-    prompt and memory stays flat. ``on_outcome`` is called from this thread for each batch
-    (a ledger records it there). After an error that stops the run, batches that were not
-    started are reported as failed with ``sent=False``.
+    prompt and memory stays flat. ``claim`` is called in the sending thread right before each
+    request (a ledger commits the batch as in flight there; False means another try holds it,
+    an exception stops the run). ``on_outcome`` is called from this thread for each batch.
+    After an error that stops the run, batches that were not started are reported as failed
+    with ``sent=False``.
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -188,22 +192,32 @@ def dispatch(
     report = DispatchReport(outcomes=[])
     stop = threading.Event()
 
+    def stop_after(error: BaseException) -> None:
+        if report.stopped_by is None:
+            report.stopped_by = error
+        stop.set()
+
     def run(batch: Batch) -> BatchOutcome:
         if stop.is_set():
             return not_sent(batch, report.stopped_by)
+        try:
+            if claim is not None and not claim(batch):
+                why = "held by another try of this task instance (see the send ledger)"
+                return BatchOutcome(batch, unknown=[(n, why) for n in batch.numbers], owned=False)
+        except Exception as error:
+            stop_after(error)
+            return not_sent(batch, error)
         limiter.acquire()
         try:
             return outcome_of(batch, send(batch))
         except Exception as error:
             if stops_the_run(error):
-                if report.stopped_by is None:
-                    report.stopped_by = error
-                stop.set()
+                stop_after(error)
             return outcome_of_error(batch, error)
 
     def finish(outcome: BatchOutcome) -> None:
         report.outcomes.append(outcome)
-        if on_outcome:
+        if on_outcome and outcome.owned:
             on_outcome(outcome)
         progress.add(outcome)
 

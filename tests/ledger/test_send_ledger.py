@@ -1,0 +1,126 @@
+"""SendLedger on real SQLite and PostgreSQL: claims, outcomes, conflicts, parallel writers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from airflow_provider_voxsms.ledger import LedgerError, SendLedger, TaskInstanceKey, text_hash
+from airflow_provider_voxsms.sms.dispatch import BatchOutcome
+from airflow_provider_voxsms.sms.plan import Batch
+
+KEY = TaskInstanceKey("dag", "run-1", "send", -1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_conn(request, monkeypatch, tmp_path) -> str:
+    if request.param == "sqlite":
+        uri = f"sqlite://{tmp_path / 'ledger.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
+        from airflow_provider_voxsms.sql import db_api_hook
+
+        monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", uri)
+        db_api_hook("ledger_db").run("DROP TABLE IF EXISTS voxsms_send_ledger")
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", uri)
+    return "ledger_db"
+
+
+def batch(index: int, size: int = 3, text: str = "hi") -> Batch:
+    return Batch(index, text, tuple(f"4474433{index:03d}{j:03d}" for j in range(size)))
+
+
+def rows_by_status(frame) -> dict[str, set[str]]:
+    return {s: set(frame.loc[frame.status == s, "destination_number"]) for s in set(frame.status)}
+
+
+def test_claims_and_outcomes_round_trip(ledger_conn):
+    ledger = SendLedger(ledger_conn, KEY)
+    assert ledger.open().empty
+    first, second, third = batch(1), batch(2), batch(3)
+    assert ledger.claim(first) and ledger.claim(second) and ledger.claim(third)
+    n = first.numbers
+    ledger.record(
+        BatchOutcome(first, accepted=[(n[0], 11), (n[1], 12)], failed=[(n[2], 509, "blocked")])
+    )
+    ledger.record(
+        BatchOutcome(second, sent=False, failed=[(x, 127, "no money") for x in second.numbers])
+    )
+    ledger.close()
+
+    again = SendLedger(ledger_conn, KEY)
+    previous = again.open()
+    again.close()
+    assert rows_by_status(previous) == {
+        "accepted": {n[0], n[1]},
+        "failed": {n[2]},
+        "in_flight": set(third.numbers),
+    }, "an unsent batch's rows are deleted, so a retry sends them"
+    accepted = previous.set_index("destination_number").loc[n[0]]
+    assert accepted.message_id == 11 and accepted.text_hash == text_hash("hi")
+    assert previous.sent_at.notna().all()
+
+
+def test_a_second_claim_of_the_same_numbers_loses(ledger_conn):
+    ours, theirs = SendLedger(ledger_conn, KEY), SendLedger(ledger_conn, KEY)
+    ours.open(), theirs.open()
+    assert ours.claim(batch(1))
+    assert not theirs.claim(batch(1)), "another try of the same task instance holds them"
+    assert theirs.claim(batch(2))
+    assert ours.claim(batch(1, text="other text")), "a different text is a different message"
+    ours.close(), theirs.close()
+
+
+def test_another_run_is_another_campaign(ledger_conn):
+    ledger = SendLedger(ledger_conn, KEY)
+    ledger.open()
+    ledger.claim(batch(1))
+    ledger.close()
+    next_run = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-2", "send", -1))
+    assert next_run.open().empty
+    assert next_run.claim(batch(1))
+    next_run.close()
+
+
+def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_conn, request):
+    if "sqlite" in request.node.callspec.id:
+        pytest.skip("SQLite serialises writers by design; parallel writers are a PostgreSQL case")
+    errors: list[BaseException] = []
+
+    def shard(map_index: int) -> None:
+        try:
+            ledger = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", map_index))
+            ledger.open()
+            for i in range(40):
+                b = batch(i, size=100)
+                assert ledger.claim(b)
+                ledger.record(BatchOutcome(b, accepted=[(x, i) for x in b.numbers]))
+            ledger.close()
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=shard, args=(m,)) for m in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    for map_index in range(6):
+        ledger = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", map_index))
+        rows = ledger.open()
+        ledger.close()
+        assert len(rows) == 4000 and set(rows.status) == {"accepted"}
+
+
+def test_unreachable_database_fails_before_anything_is_sent(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", "postgresql://nobody@127.0.0.1:9/none")
+    ledger = SendLedger("ledger_db", KEY)
+    with pytest.raises(LedgerError, match="(?s)unavailable .* Nothing was sent") as caught:
+        ledger.open()
+    assert caught.value.__cause__ is None
+
+
+def test_bad_table_name_is_refused():
+    with pytest.raises(ValueError, match="plain identifier"):
+        SendLedger("ledger_db", KEY, table="ledger; DROP TABLE x")
