@@ -51,6 +51,7 @@ def voxsms_campaign():
         text_column="text",
         src_number="{{ params.src_number }}",
         default_region="GB",
+        ledger_conn_id="voxsms_db",  # retries and cleared tasks never re-send
     )
 
     @task(trigger_rule="all_done")

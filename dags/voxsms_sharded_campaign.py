@@ -55,6 +55,7 @@ def voxsms_sharded_campaign():
         text="{{ params.text }}",
         src_number="{{ params.src_number }}",
         default_region=REGION,
+        ledger_conn_id="voxsms_db",  # retries and cleared tasks never re-send
     ).expand(recipients=shard())
 
     @task(trigger_rule="all_done")

@@ -77,7 +77,9 @@ def run_dag(airflow_db):
         bag = DagBag(dag_folder=os.devnull)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
+        # A fixed logical date and run_after give a fixed run_id: running again = clearing the run.
         test_kwargs.setdefault("logical_date", datetime(2026, 1, 1, tzinfo=UTC))
+        test_kwargs.setdefault("run_after", test_kwargs["logical_date"])
         dag_run = dag.test(**test_kwargs)
         tis = {}
         for ti in dag_run.get_task_instances():

@@ -116,7 +116,7 @@ def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_con
 def test_unreachable_database_fails_before_anything_is_sent(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", "postgresql://nobody@127.0.0.1:9/none")
     ledger = SendLedger("ledger_db", KEY)
-    with pytest.raises(LedgerError, match="(?s)unavailable .* Nothing was sent") as caught:
+    with pytest.raises(LedgerError, match=r"(?s)unavailable .* Nothing was sent") as caught:
         ledger.open()
     assert caught.value.__cause__ is None
 
