@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from dag_runs import run_dag_once
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,35 +63,5 @@ def credentials_json() -> str:
 
 @pytest.fixture
 def run_dag(airflow_db):
-    """Run a DAG defined in a test with ``dag.test()``; returns {task_id or (task_id, map_index): TI}.
-
-    ``dag.test()`` only runs DAGs it finds serialized in the metadata DB, so the DAG is first
-    written there as if the dag-processor had parsed it from the dags folder.
-    """
-    from datetime import UTC, datetime
-
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    def run(dag, **test_kwargs):
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        # A fixed logical date and run_after give a fixed run_id: running again = clearing the run.
-        test_kwargs.setdefault("logical_date", datetime(2026, 1, 1, tzinfo=UTC))
-        test_kwargs.setdefault("run_after", test_kwargs["logical_date"])
-        dag_run = dag.test(**test_kwargs)
-        tis = {}
-        for ti in dag_run.get_task_instances():
-            tis[ti.task_id if ti.map_index < 0 else (ti.task_id, ti.map_index)] = ti
-        return tis
-
-    return run
-
-
-def xcom(ti, key: str = "return_value"):
-    """An XCom of a finished task instance, deserialized as a downstream task would see it."""
-    from airflow.sdk.serde import deserialize
-
-    return deserialize(ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index))
+    """``run_dag_once`` for tests, with the metadata DB ready."""
+    return run_dag_once

@@ -157,7 +157,14 @@ class VoximplantHook(BaseHook):
     @cached_property
     def signer(self) -> TokenSigner:
         child = self._extra("account_id")
-        signer = TokenSigner(self.credentials, issuer_account_id=int(child) if child else None)
+        try:
+            issuer = int(child) if child else None
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"Connection {self.voximplant_conn_id!r}: extra 'account_id' (the child account "
+                f"to act for) must be a number, got {child!r}."
+            ) from None
+        signer = TokenSigner(self.credentials, issuer_account_id=issuer)
         signer.on_new_token = _mask
         return signer
 
@@ -184,6 +191,11 @@ class VoximplantHook(BaseHook):
 
     def get_conn(self) -> requests.Session:
         return self.session
+
+    def check_config(self) -> None:
+        """Read the connection and load the key now, so that a bad URL, missing connection or
+        unusable credentials fail with their clear error before anything is sent."""
+        _ = self.base_url, self.timeout, self.signer
 
     # -- calls --------------------------------------------------------------------------------
 

@@ -174,6 +174,7 @@ class A2PSendSmsOperator(BaseOperator):
     def _send(self, valid, plan: SendPlan, context) -> tuple[SendPlan, DispatchReport]:
         """Send the plan, through the send ledger when there is one; returns what was sent."""
         hook = VoximplantHook(self.voximplant_conn_id, pool_size=self.max_concurrency)
+        hook.check_config()
         ledger, earlier = None, []
         if self.ledger_conn_id:
             ledger = SendLedger(

@@ -16,6 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from airflow_provider_voxsms.errors import (
+    ConfigurationError,
+    CredentialsError,
     VoximplantApiError,
     VoximplantError,
     VoximplantHttpError,
@@ -91,6 +93,10 @@ def outcome_of_error(batch: Batch, error: BaseException) -> BatchOutcome:
         return BatchOutcome(batch, sent=False, failed=failed)
     if isinstance(error, VoximplantHttpError) and 400 <= error.status < 500:
         failed = [(n, error.status, f"not sent: {error}") for n in batch.numbers]
+        return BatchOutcome(batch, sent=False, failed=failed)
+    if isinstance(error, CredentialsError | ConfigurationError):
+        # Raised while building the request (base URL, credentials, token): it never left here.
+        failed = [(n, None, f"not sent: {error}") for n in batch.numbers]
         return BatchOutcome(batch, sent=False, failed=failed)
     reason = f"outcome unknown: {error}"
     return BatchOutcome(batch, unknown=[(n, reason) for n in batch.numbers])

@@ -191,7 +191,7 @@ def normalise_phones(values: pd.Series, region: str | None = None) -> tuple[pd.S
         digits[zeros] = digits[zeros].str.slice(2).array
     intl = plus | zeros
     length = digits.str.len().fillna(0).to_numpy(np.int64)
-    isdigit = digits.str.isdigit().to_numpy(bool)
+    isdigit = digits.str.fullmatch("[0-9]+").to_numpy(bool)  # ASCII only: "²" is not a digit
     pending = pd.isna(reasons)
 
     empty = pending & (length == 0) & ~intl
@@ -259,7 +259,8 @@ def _columns(recipients, phone_column, text_column) -> tuple[pd.Series, pd.Serie
             return _dict_columns(recipients, phone_column, text_column)
         if recipients:
             _no_text_column(text_column, "a list of phone numbers")
-        return pd.Series(list(recipients), dtype=object), None
+        texts = None if text_column is None else pd.Series([], dtype=object)  # [] only here
+        return pd.Series(list(recipients), dtype=object), texts
     hint = "; wrap a single number in a list" if isinstance(recipients, str | int | float) else ""
     raise RecipientsError(f"recipients must be {ACCEPTED}; got {type(recipients).__name__}{hint}")
 
@@ -409,15 +410,23 @@ def _encodable(value: str) -> bool:
 
 
 def _fold(value: str) -> str:
-    """Fold Unicode digits to ASCII and drop Unicode spaces, dashes and format characters."""
+    """Fold Unicode decimal digits to ASCII and drop Unicode spaces, dashes and format characters.
+
+    Other numerals ("²", "①", Ethiopic or Kharosthi digits) are not digits to ``phonenumbers``
+    either: they are kept as they are (NFKC would turn "²" into "2"), so the row is refused.
+    """
     out = []
-    for ch in unicodedata.normalize("NFKC", value):
-        if ch.isascii():
-            out.append(ch)
-        elif (digit := unicodedata.decimal(ch, None)) is not None:
+    for raw in value:
+        if (digit := unicodedata.decimal(raw, None)) is not None:
             out.append(str(digit))
-        elif not (ch.isspace() or unicodedata.category(ch) in ("Zs", "Pd", "Cf")):
-            out.append(ch)
+        elif unicodedata.numeric(raw, None) is not None:
+            out.append(raw)
+        else:
+            for ch in unicodedata.normalize("NFKC", raw):
+                if ch.isascii() or not (
+                    ch.isspace() or unicodedata.category(ch) in ("Zs", "Pd", "Cf")
+                ):
+                    out.append(ch)
     return "".join(out)
 
 
@@ -444,7 +453,7 @@ def _junk_reason(before: str, value: str) -> str:
         return "contains letters"
     if "+" in value.lstrip("+") or value.startswith("++"):
         return "misplaced '+'"
-    odd = next((ch for ch in value if not ch.isdigit() and ch != "+"), None)
+    odd = next((ch for ch in value if ch not in "0123456789+"), None)
     if odd is None:
         return "no digits after the international prefix"
     return f"unexpected character {odd!r}"
@@ -485,7 +494,16 @@ def _resolve(value: str, region: str) -> tuple[str | None, str | None]:
 
 def _check_texts(texts: pd.Series) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Codes into the distinct valid texts, those texts, and a reason per row (None if fine)."""
-    codes, uniques = pd.factorize(texts)
+    try:
+        codes, uniques = pd.factorize(texts)
+    except TypeError:  # unhashable cells (a list, a dict): refuse those rows, not the whole input
+        objects = texts.to_numpy(object)
+        unhashable = np.array([not _hashable(v) for v in objects], dtype=bool)
+        codes, categories, reasons = _check_texts(texts.where(~unhashable))
+        reasons[unhashable] = [
+            f"text is not a string: {type(v).__name__}" for v in objects[unhashable]
+        ]
+        return codes, categories, reasons
     uniques = list(np.asarray(uniques, dtype=object))
     problems = [_text_problem(u) for u in uniques] + ["empty text"]  # code -1 is a missing text
     reasons = np.array(problems, dtype=object)[codes]
@@ -508,6 +526,14 @@ def _text_problem(text) -> str | None:
     if m := _CONTROL.search(text):
         return f"text contains control character U+{ord(m.group()):04X}"
     return None
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _is_missing(value) -> bool:

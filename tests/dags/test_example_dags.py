@@ -9,7 +9,8 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook
-from conftest import REPO, xcom
+from conftest import REPO
+from dag_runs import xcom
 
 DAGS = REPO / "dags"
 EXAMPLES = {"voxsms_campaign", "voxsms_sharded_campaign", "voxsms_alert"}

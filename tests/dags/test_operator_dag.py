@@ -6,7 +6,7 @@ from collections import Counter
 
 import pandas as pd
 from airflow.sdk import DAG, task
-from conftest import xcom
+from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 

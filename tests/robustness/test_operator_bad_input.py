@@ -24,7 +24,7 @@ import pandas as pd
 import phonenumbers
 import pytest
 from airflow.sdk import DAG, task
-from conftest import xcom
+from dag_runs import xcom
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
