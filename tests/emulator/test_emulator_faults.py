@@ -80,6 +80,15 @@ def test_process_then_500_stores_the_messages(api):
     assert api.introspect("stats")["duplicates"] == 5
 
 
+def test_reset_connection_cuts_the_answer_without_processing(api):
+    api.server.state.set_faults(reset_connection_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        send(api, BATCH[:5])
+    assert api.server.state.messages == []
+    api.server.state.set_faults(reset_connection_rate=0.0)
+    assert send(api, BATCH[:5]).status_code == 200
+
+
 def test_slow_response_trips_a_read_timeout_and_is_then_processed(api):
     api.server.state.set_faults(slow_response_s=0.5)
     with pytest.raises(requests.ReadTimeout):
