@@ -17,6 +17,11 @@ CONN_FIELDS: dict[str, dict] = {
         "description": "How long to wait for an API answer before its outcome counts as unknown.",
         "schema": {"type": ["number", "null"], "default": 60},
     },
+    "ca_bundle": {
+        "label": "CA bundle path",
+        "description": "Certificates to trust instead of the system's (a private CA, the emulator's).",
+        "schema": {"type": ["string", "null"]},
+    },
     "account_id": {
         "label": "Child account id",
         "description": "Act for a child account: its id goes into the token's iss claim.",

@@ -182,12 +182,19 @@ class VoximplantHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
-        """One pooled session; TLS certificates are verified (requests' default)."""
+        """One pooled session for every call of this hook."""
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
+
+    @cached_property
+    def verify(self) -> str | bool:
+        """TLS is always verified: against the extra ``ca_bundle`` when set, else the system's
+        certificates (or ``REQUESTS_CA_BUNDLE``). Passed per request, because requests lets
+        that environment variable override a session-wide setting."""
+        return self._extra("ca_bundle") or True
 
     def get_conn(self) -> requests.Session:
         return self.session
@@ -277,7 +284,15 @@ class VoximplantHook(BaseHook):
         headers = {"Authorization": f"Bearer {self.signer.token()}"}
         url = f"{self.base_url}/{method}"
         try:
-            response = self.session.post(url, data=body, headers=headers, timeout=self.timeout)
+            response = self.session.post(
+                url, data=body, headers=headers, timeout=self.timeout, verify=self.verify
+            )
+        except requests.exceptions.SSLError:
+            raise ConfigurationError(
+                f"TLS certificate verification of {self.base_url} failed, so nothing was sent. "
+                "If the server uses a private CA (or is the emulator), set the connection extra "
+                "'ca_bundle' to that CA's certificate file."
+            ) from None
         except requests.RequestException as err:
             raise _transport_error(method, err) from None
         return _parse_answer(method, response)

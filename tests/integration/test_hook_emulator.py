@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airflow_provider_voxsms.errors import (
+    ConfigurationError,
     VoximplantApiError,
     VoximplantHttpError,
     VoximplantTransportError,
@@ -147,3 +148,18 @@ def test_key_and_token_are_registered_with_the_log_masker(hook, voximplant_conn)
     assert redact(f"token={token}") == "token=***"
     assert token not in redact({"headers": {"x": f"Bearer {token}"}})["headers"]["x"]
     assert key_line not in redact(f"a line of the key: {key_line}")
+
+
+def test_https_with_the_ca_bundle_extra(voximplant_emulator_tls, monkeypatch):
+    conn = json.loads(voximplant_emulator_tls.connection_json())
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps(conn))
+    with pytest.raises(ConfigurationError, match="set the connection extra 'ca_bundle'"):
+        VoximplantHook().a2p_send_sms("VoxDemo", NUMBERS, "tls")
+    assert voximplant_emulator_tls.state.stats_snapshot()["requests"] == 0
+
+    conn["extra"] = {"ca_bundle": str(voximplant_emulator_tls.cert_path)}
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps(conn))
+    sent = VoximplantHook().a2p_send_sms("VoxDemo", NUMBERS, "tls")
+    assert len(sent.result) == 3
+    assert voximplant_emulator_tls.base_url.startswith("https://")

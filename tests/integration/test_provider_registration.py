@@ -47,5 +47,6 @@ def test_connection_form_fields_are_registered(cli):
     assert fields == {
         "extra__voximplant__credentials_path",
         "extra__voximplant__timeout",
+        "extra__voximplant__ca_bundle",
         "extra__voximplant__account_id",
     }

@@ -41,8 +41,10 @@ class ScriptedTransport:
         self.answers = list(answers)
         self.calls: list[dict] = []
 
-    def __call__(self, url, data=None, headers=None, timeout=None):
-        self.calls.append({"url": url, "data": data, "headers": headers, "timeout": timeout})
+    def __call__(self, url, data=None, headers=None, timeout=None, verify=None):
+        self.calls.append(
+            {"url": url, "data": data, "headers": headers, "timeout": timeout, "verify": verify}
+        )
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -84,6 +86,7 @@ def test_call_sends_a_form_body_to_the_method_url(make_hook):
     }
     assert call["headers"]["Authorization"].startswith("Bearer ey")
     assert call["timeout"] == (10.0, 7.0)
+    assert call["verify"] is True, "TLS is verified"
 
 
 def test_a2p_send_sms_parses_the_answer(make_hook):
@@ -253,6 +256,11 @@ def test_provider_info_declares_the_connection_form():
     (conn_type,) = info["connection-types"]
     assert conn_type["connection-type"] == VoximplantHook.conn_type
     assert conn_type["hook-class-name"].endswith("hooks.voximplant.VoximplantHook")
-    assert set(conn_type["conn-fields"]) == {"credentials_path", "timeout", "account_id"}
+    assert set(conn_type["conn-fields"]) == {
+        "credentials_path",
+        "timeout",
+        "ca_bundle",
+        "account_id",
+    }
     behaviour = VoximplantHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == UI_FIELD_BEHAVIOUR["relabeling"]
