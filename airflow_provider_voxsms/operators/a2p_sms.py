@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -11,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_voxsms.errors import RESUMABLE_CODES, VoximplantApiError, VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import MAX_NUMBERS_PER_REQUEST, VoximplantHook
-from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
+from airflow_provider_voxsms.ledger import LedgerError, SendLedger, TaskInstanceKey
 from airflow_provider_voxsms.sms import report as run_report
 from airflow_provider_voxsms.sms.dispatch import DispatchReport, dispatch
 from airflow_provider_voxsms.sms.plan import SendPlan, plan_batches
@@ -177,28 +178,29 @@ class A2PSendSmsOperator(BaseOperator):
         hook.check_config()
         ledger, earlier = None, []
         if self.ledger_conn_id:
-            ledger = SendLedger(
-                self.ledger_conn_id, TaskInstanceKey.from_context(context), self.ledger_table
-            )
-            resumed = resume(
-                valid, ledger.open(), ledger=ledger, hook=hook, src_number=self.src_number
-            )
-            earlier = resumed.outcomes
-            if earlier:
-                plan = plan_batches(resumed.to_send, self.batch_size)
-                self.log.info(
-                    "Resuming: %d number(s) were settled by earlier tries; %d left to send in "
-                    "%d requests",
-                    sum(len(o.batch.numbers) for o in earlier),
-                    plan.recipients,
-                    len(plan.batches),
-                )
+            key = TaskInstanceKey.from_context(context)
+            ledger = SendLedger(self.ledger_conn_id, key, self.ledger_table)
+            previous = ledger.open()  # an unreachable ledger fails here, before any SMS
         else:
             self.log.warning(
                 "No ledger_conn_id: if this task is retried or cleared, numbers that were "
                 "already sent will be sent again. Set ledger_conn_id to make retries safe."
             )
         try:
+            if ledger:
+                resumed = resume(
+                    valid, previous, ledger=ledger, hook=hook, src_number=self.src_number
+                )
+                earlier = resumed.outcomes
+                if earlier:
+                    plan = plan_batches(resumed.to_send, self.batch_size)
+                    self.log.info(
+                        "Resuming: %d number(s) were settled by earlier tries; %d left to send "
+                        "in %d requests",
+                        sum(len(o.batch.numbers) for o in earlier),
+                        plan.recipients,
+                        len(plan.batches),
+                    )
             report = dispatch(
                 plan.batches,
                 lambda batch: hook.a2p_send_sms(
@@ -211,9 +213,13 @@ class A2PSendSmsOperator(BaseOperator):
                 on_outcome=ledger.record if ledger else None,
                 logger=self.log,
             )
-        finally:
+        except BaseException:
             if ledger:
-                ledger.close()
+                with suppress(LedgerError):  # the original error matters more
+                    ledger.close()
+            raise
+        if ledger:
+            ledger.close()
         report.outcomes[:0] = earlier
         return plan, report
 
