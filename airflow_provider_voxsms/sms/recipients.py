@@ -549,8 +549,16 @@ def _categorical(codes: np.ndarray, categories: list[str]) -> pd.Categorical:
 
 
 def _originals(values: pd.Series, rows: np.ndarray) -> list[str]:
-    """The refused input values as ``str()`` shows them (lone surrogates escaped)."""
+    """The refused input values as ``str()`` shows them (lone surrogates escaped); a missing
+    value (None, NaN, NA) as an empty string, as it stood in the source file."""
     return [
-        str(v).encode("utf-8", "backslashreplace").decode("utf-8")
+        "" if _is_missing(v) else str(v).encode("utf-8", "backslashreplace").decode("utf-8")
         for v in values.iloc[rows].to_numpy(object)
     ]
+
+
+def _is_missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # containers: pd.isna answers element-wise
+        return False

@@ -91,7 +91,8 @@ def test_phone_normalisation(value, region, expected, reason):
         [row] = prepared.invalid.to_dict("records")
         assert row["row"] == 0
         assert reason in row["reason"]
-        assert row["original"] == str(value).encode("utf-8", "backslashreplace").decode()
+        shown = "" if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+        assert row["original"] == shown.encode("utf-8", "backslashreplace").decode()
 
 
 def test_result_shape_and_order():
@@ -104,7 +105,7 @@ def test_result_shape_and_order():
     assert prepared.valid["text"].tolist() == ["hi", "hi"]
     assert list(prepared.invalid.columns) == ["row", "original", "reason"]
     assert prepared.invalid["row"].tolist() == [1, 3]
-    assert prepared.invalid["original"].tolist() == ["oops", "None"]
+    assert prepared.invalid["original"].tolist() == ["oops", ""]
     assert (prepared.duplicates, prepared.total) == (1, 5)
 
 
@@ -112,7 +113,7 @@ def test_numeric_columns_from_csv():
     frame = pd.DataFrame({"phone": [447443332212.0, np.nan, 14155552671.0, 0.5]})
     prepared = prepare_recipients(frame, text="hi")
     assert prepared.valid["phone"].tolist() == [UK, US]
-    assert prepared.invalid["original"].tolist() == ["nan", "0.5"]
+    assert prepared.invalid["original"].tolist() == ["", "0.5"]
     ints = pd.DataFrame({"phone": pd.array([447443332212, None, -1], dtype="Int64")})
     prepared = prepare_recipients(ints, text="hi")
     assert prepared.valid["phone"].tolist() == [UK]
