@@ -291,9 +291,13 @@ def check_phones(run: Run, tagged: list, text: str = "hi") -> None:
 def test_any_recipients_send_exactly_the_valid_numbers_once(voximplant_conn, tagged, container):
     values = [v for v, _ in tagged]
     run = execute(voximplant_conn, wrap(values, container), batch_size=7)
-    if container in ("list", "tuple") and any(isinstance(v, dict) for v in values):
+    dicts = [isinstance(v, dict) for v in values]
+    if container in ("list", "tuple") and any(dicts) and not all(dicts):
         # A dict among plain numbers reads as a row-of-dicts input gone wrong: refused whole.
         assert_refused_before_sending(run, "mixes dicts and plain values")
+    elif container in ("list", "tuple") and dicts and all(dicts):
+        # Only dicts: a list of rows. Each row is valid exactly when it has a valid phone.
+        check_phones(run, [(v.get("phone"), ("any", None)) for v in values])
     else:
         check_phones(run, tagged)
 
@@ -574,3 +578,9 @@ def test_xcom_borne_bad_and_empty_recipients_in_a_dag_run(voximplant_conn, run_d
         "phone_column 'phone' is not in recipients; columns are ['mobile']",
     ):
         assert fragment in log, fragment
+
+
+def test_a_list_of_only_dicts_is_a_list_of_rows(voximplant_conn):
+    run = execute(voximplant_conn, [{"phone": "447443332212"}, {"phone": "+44 7443 332213"}])
+    assert run.error is None
+    assert sorted(m["destination_number"] for m in run.messages) == ["447443332212", "447443332213"]
