@@ -1,0 +1,124 @@
+"""`python -m bench` (what `make bench` runs): measure, print the table, write bench/results.md."""
+
+from __future__ import annotations
+
+import time
+
+_STARTED = time.perf_counter()
+
+import argparse  # noqa: E402 - the clock starts before anything else is imported
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from bench import BENCH_DIR  # noqa: E402
+from bench.env import isolate_airflow, machine_info, quiet_logs  # noqa: E402
+
+SECTIONS = {
+    "1": "latency-bound campaign",
+    "2": "CPU-bound throughput",
+    "3": "preparation",
+    "4": "scaling",
+    "5": "auth cost",
+    "6": "logging failed numbers",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one run each: checks the harness works"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help="comma-separated sections to run: "
+        + ", ".join(f"{k} {v}" for k, v in SECTIONS.items()),
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the results (default: bench/results.md; none with --smoke)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    isolate_airflow()
+    from bench import scenarios
+    from bench.data import MIX_DESCRIPTION
+    from bench.emulator import EmulatorProcess
+    from bench.stats import markdown_table
+
+    cfg = scenarios.SMOKE if args.smoke else scenarios.FULL
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {sorted(SECTIONS)}")
+    out = args.out or (None if args.smoke else BENCH_DIR / "results.md")
+
+    rows = []
+    with EmulatorProcess() as emu:
+        os.environ.update(emu.client_env())
+        import airflow_provider_voxsms.operators.a2p_sms  # noqa: F401 - Airflow's logging set-up
+
+        quiet_logs()
+        steps = {
+            "1": lambda: scenarios.latency_bound(cfg, emu),
+            "2": lambda: scenarios.cpu_bound(cfg, emu),
+            "3": lambda: scenarios.preparation(cfg),
+            "4": lambda: scenarios.scaling(cfg, emu),
+            "5": lambda: scenarios.auth_cost(cfg, emu),
+            "6": lambda: scenarios.failed_numbers_logging(cfg),
+        }
+        for key, step in steps.items():
+            if key in only:
+                print(f"[{key}] {SECTIONS[key]}...", file=sys.stderr, flush=True)
+                rows += step()
+
+    total = time.perf_counter() - _STARTED
+    table = markdown_table(rows)
+    print(table)
+    print(f"\nTotal: {total:.0f} s", flush=True)
+    if out is not None:
+        out.write_text(render(table, machine_info(), cfg, MIX_DESCRIPTION, total, args))
+        print(f"Written to {out}")
+    return 0
+
+
+def render(table: str, info: dict, cfg, mix: str, total: float, args) -> str:
+    machine = (
+        f"{info['cpus']} CPUs ({info['cpu']}), {info['platform']}; Python {info['python']}, "
+        f"Airflow {info['airflow']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}, "
+        f"requests {info['requests']}, voximplant-apiclient {info['voximplant-apiclient']}"
+    )
+    command = "python -m bench" + (" --smoke" if args.smoke else "")
+    return f"""# Benchmark results
+
+{info["date"]} · `{command}` (`make bench`) · total {total:.0f} s
+
+Machine: {machine}.
+
+{table}
+
+How these were measured (details in bench/NOTES.md):
+
+- The emulator runs in its own process (`voxsms-emulator --tls --port 0`), over HTTPS for every
+  client; faults and resets go through its `/_emulator` endpoints.
+- "Operator" is `A2PSendSmsOperator(...).execute(context)` called directly, with a context whose
+  task instance only records `xcom_push`: the operator's whole code path (prepare, plan, send,
+  report, outputs) minus Airflow's scheduler and task runner. Default settings
+  (max_concurrency {cfg.max_concurrency}, batch_size 100), `default_region="GB"`.
+- "Vendor client loop" is `voximplant-apiclient`'s `VoximplantAPI.a2p_send_sms` over chunks of
+  100 in a plain loop, as in a PythonOperator; both trust the emulator's CA through
+  `REQUESTS_CA_BUNDLE`.
+- Each figure is the median of the runs shown, with min and max; ratios are taken pair by pair
+  within one run, then their median. One untimed warm-up precedes sections 1 and 2.
+- Sections 3 and 4 run in a fresh interpreter per measurement so peak RSS (ru_maxrss, and RSS
+  sampled every 5 ms during the step) belongs to that step. Input for 3 and 4: {mix}.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

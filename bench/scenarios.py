@@ -1,0 +1,388 @@
+"""The six measurements of `make bench`; each returns rows of the results table."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import REPO, clients, data
+from bench.child import measure
+from bench.emulator import EmulatorProcess
+from bench.stats import Row, Sample, fmt
+
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and repetitions; :data:`FULL` is `make bench`, :data:`SMOKE` the test suite's run."""
+
+    latency_n: int = 20_000
+    latency_ms: int = 50
+    latency_runs: int = 5
+    cpu_n: int = 200_000
+    cpu_runs: int = 5
+    prep_n: int = 1_000_000
+    prep_runs: int = 3
+    scale_ns: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
+    scale_runs: int = 3  # for N below 1M; the 1M point runs once
+    auth_vendor_calls: int = 50
+    auth_hook_calls: int = 100_000
+    auth_runs: int = 5
+    db_rows: int = 100_000
+    db_runs: int = 3
+    max_concurrency: int = 16  # the operator's default
+
+
+FULL = Config()
+SMOKE = Config(
+    latency_n=400,
+    latency_ms=20,
+    latency_runs=1,
+    cpu_n=2_000,
+    cpu_runs=1,
+    prep_n=5_000,
+    prep_runs=1,
+    scale_ns=(100, 1_000),
+    scale_runs=1,
+    auth_vendor_calls=3,
+    auth_hook_calls=1_000,
+    auth_runs=1,
+    db_rows=1_000,
+    db_runs=1,
+)
+
+
+def _say(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+# -- 1. latency-bound campaign ----------------------------------------------------------------
+
+
+def latency_bound(cfg: Config, emu: EmulatorProcess) -> list[Row]:
+    """Vendor loop vs operator with ``latency_ms`` added to every request; pairwise speed-up."""
+    n, latency = cfg.latency_n, cfg.latency_ms / 1000
+    numbers, frame = data.unique_numbers(n), data.clean_frame(n)
+    ideal = math.ceil(n / 100) * latency / cfg.max_concurrency
+    vendor, operator, speedup, bare = Sample(), Sample(), Sample(unit="x"), Sample()
+    credentials = emu.credentials_path.read_text()
+
+    emu.reset()
+    emu.set_faults(latency_ms=cfg.latency_ms)  # warm-up: imports, key parsing, first TLS set-up
+    clients.vendor_loop(str(emu.credentials_path), emu.endpoint, numbers[:100])
+    cold, _, _ = clients.run_operator(data.clean_frame(1_600, offset=n))
+
+    def run_vendor() -> float:
+        emu.reset()
+        emu.set_faults(latency_ms=cfg.latency_ms)
+        return vendor.add(clients.vendor_loop(str(emu.credentials_path), emu.endpoint, numbers))
+
+    def run_operator() -> float:
+        emu.reset()
+        emu.set_faults(latency_ms=cfg.latency_ms)
+        seconds, summary, _ = clients.run_operator(frame)
+        _check_sent(summary, n)
+        return operator.add(seconds)
+
+    for run in range(cfg.latency_runs):
+        v, o = _pair(run, run_vendor, run_operator)
+        speedup.add(v / o)
+        emu.reset()
+        emu.set_faults(latency_ms=cfg.latency_ms)
+        bare.add(clients.pooled_ceiling(emu.base_url, credentials, numbers, cfg.max_concurrency))
+        _say(f"latency run {run + 1}: vendor {v:.2f} s, operator {o:.3f} s, {v / o:.1f}x")
+    emu.reset()
+    label = f"{n:,} recipients, +{cfg.latency_ms} ms per request"
+    return [
+        Row("1", f"vendor client loop, chunks of 100: {label}", vendor, note="sequential"),
+        Row(
+            "1",
+            f"A2PSendSmsOperator.execute(), max_concurrency {cfg.max_concurrency}: {label}",
+            operator,
+            target=f"≤ {fmt(1.5 * ideal, 's')} (1.5 x ideal {fmt(ideal, 's')})",
+            met=operator.median <= 1.5 * ideal,
+            note=f"{operator.median / ideal:.2f} x ideal; first (cold) run in the process "
+            f"{fmt(cold, 's')} for 1,600",
+        ),
+        Row(
+            "1",
+            f"reference: bare pooled client (section 2's ceiling client), same {n:,} and latency",
+            bare,
+            note=f"{bare.median / ideal:.2f} x ideal: the floor of this machine and emulator",
+        ),
+        Row(
+            "1",
+            "speed-up, vendor / operator (pair by pair)",
+            speedup,
+            target="≥ 10x",
+            met=speedup.median >= 10,
+        ),
+    ]
+
+
+# -- 2. CPU-bound throughput ------------------------------------------------------------------
+
+
+def cpu_bound(cfg: Config, emu: EmulatorProcess) -> list[Row]:
+    """Recipients/s of the operator vs a bare pooled client, with no added latency."""
+    n = cfg.cpu_n
+    numbers, frame = data.unique_numbers(n), data.clean_frame(n)
+    credentials = emu.credentials_path.read_text()
+    ceiling = Sample(unit="recipients/s")
+    operator = Sample(unit="recipients/s")
+    share = Sample(unit="%")
+    emu.reset()
+    clients.run_operator(data.clean_frame(1_600, offset=n))  # warm-up
+
+    def run_ceiling() -> float:
+        emu.reset()
+        return ceiling.add(n / clients.pooled_ceiling(emu.base_url, credentials, numbers))
+
+    def run_operator() -> float:
+        emu.reset()
+        seconds, summary, _ = clients.run_operator(frame)
+        _check_sent(summary, n)
+        return operator.add(n / seconds)
+
+    for run in range(cfg.cpu_runs):
+        c, o = _pair(run, run_ceiling, run_operator)
+        share.add(100 * o / c)
+        _say(f"throughput run {run + 1}: ceiling {c:,.0f}/s, operator {o:,.0f}/s")
+    emu.reset()
+    return [
+        Row(
+            "2",
+            f"ceiling: bare pooled requests.Session, {cfg.max_concurrency} threads, "
+            f"{n:,} recipients, no added latency",
+            ceiling,
+            note="pre-built bodies, one fixed token",
+        ),
+        Row(
+            "2",
+            f"A2PSendSmsOperator.execute(), {n:,} recipients",
+            operator,
+            note="whole execute(): prepare, plan, send, report",
+        ),
+        Row(
+            "2", "operator / ceiling (pair by pair)", share, target="≥ 70 %", met=share.median >= 70
+        ),
+    ]
+
+
+# -- 3. preparation ---------------------------------------------------------------------------
+
+
+def preparation(cfg: Config) -> list[Row]:
+    """dry_run=True on ``prep_n`` mixed rows, each run in a fresh process (peak RSS its own)."""
+    n = cfg.prep_n
+    seconds, peak, growth = Sample(), Sample(unit="MiB"), Sample(unit="MiB")
+    for run in range(cfg.prep_runs):
+        result = measure({"n": n, "runs": 1, "send": False})
+        seconds.add(result["prepare_s"][0])
+        peak.add(result["max_rss"] / MiB)
+        growth.add((result["prepare_peak_rss"] - result["rss_base"]) / MiB)
+        _say(
+            f"preparation run {run + 1}: {result['prepare_s'][0]:.2f} s, "
+            f"peak {result['max_rss'] / MiB:.0f} MiB"
+        )
+    per = seconds.median / n
+    return [
+        Row(
+            "3",
+            f"prepare {n:,} mixed rows from a DataFrame, dry_run=True",
+            seconds,
+            target="< 5 s",
+            met=seconds.median < 5,
+            note=f"{fmt(per, 's')} per recipient; {result['valid']:,} valid, "
+            f"{result['batches']:,} requests planned",
+        ),
+        Row(
+            "3",
+            "peak RSS of that process (imports + input frame + preparation)",
+            peak,
+            target="< 1,024 MiB",
+            met=peak.high < 1024,
+        ),
+        Row("3", "memory the preparation itself added (peak - RSS before)", growth),
+    ]
+
+
+# -- 4. scaling -------------------------------------------------------------------------------
+
+
+def scaling(cfg: Config, emu: EmulatorProcess) -> list[Row]:
+    """Prepare and send N mixed rows, each N in a fresh process; per-recipient cost."""
+    rows = []
+    for n in cfg.scale_ns:
+        runs = cfg.scale_runs if n < 1_000_000 else 1
+        emu.reset()
+        result = measure({"n": n, "runs": runs, "send": True}, timeout_s=900)
+        emulator_rss = emu.rss_mib()
+        emu.reset()
+        prep, send = Sample(result["prepare_s"]), Sample(result["send_s"])
+        peak = result["max_rss"] / MiB
+        rows += [
+            Row(
+                "4",
+                f"N = {n:,}: prepare (dry_run=True)",
+                prep,
+                note=f"{fmt(prep.median / n, 's')} per recipient",
+            ),
+            Row(
+                "4",
+                f"N = {n:,}: send (whole execute())",
+                send,
+                note=f"{fmt(send.median / n, 's')} per recipient, "
+                f"{n / send.median:,.0f} recipients/s; peak RSS {peak:,.0f} MiB "
+                f"(emulator {emulator_rss:,.0f} MiB)",
+            ),
+        ]
+        _say(
+            f"scaling N={n:,}: prepare {prep.median:.3f} s, send {send.median:.2f} s, "
+            f"peak {peak:.0f} MiB"
+        )
+    return rows
+
+
+# -- 5. auth cost -----------------------------------------------------------------------------
+
+
+def auth_cost(cfg: Config, emu: EmulatorProcess) -> list[Row]:
+    """Per-request auth: the vendor signs from the PEM every call; the hook reuses its token."""
+    from voximplant.apiclient import VoximplantAPI
+
+    from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+
+    vendor, warm, cold, ratio = Sample(), Sample(), Sample(), Sample(unit="x")
+    api = VoximplantAPI(str(emu.credentials_path), endpoint=emu.endpoint)
+    api.build_auth_header()
+    for _ in range(cfg.auth_runs):
+        start = time.perf_counter()
+        for _ in range(cfg.auth_vendor_calls):
+            api.build_auth_header()
+        v = vendor.add((time.perf_counter() - start) / cfg.auth_vendor_calls)
+
+        hook = VoximplantHook()
+        start = time.perf_counter()
+        hook.signer.token()  # connection, credentials, PEM parsed once, first token signed
+        cold.add(time.perf_counter() - start)
+        signer = hook.signer
+        start = time.perf_counter()
+        for _ in range(cfg.auth_hook_calls):
+            _ = f"Bearer {signer.token()}"  # what _post does per request
+        w = warm.add((time.perf_counter() - start) / cfg.auth_hook_calls)
+        ratio.add(v / w)
+    return [
+        Row(
+            "5",
+            "vendor client: build_auth_header() per request",
+            vendor,
+            note="parses the PEM and signs a new RS256 JWT every call",
+        ),
+        Row(
+            "5",
+            "VoximplantHook: auth header per request (cached token)",
+            warm,
+            note="TokenSigner.token() under its lock",
+        ),
+        Row(
+            "5",
+            "VoximplantHook: first token of a hook (once per task)",
+            cold,
+            note="connection lookup, credentials, PEM parse, one signature",
+        ),
+        Row("5", "auth cost per request, vendor / hook", ratio),
+    ]
+
+
+# -- 6. logging failed numbers ----------------------------------------------------------------
+
+
+def failed_frame(n: int):
+    """``n`` rows shaped like the operator's ``failed_numbers`` XCom: half validation, half API."""
+    import numpy as np
+    import pandas as pd
+
+    half = n // 2
+    numbers = data.unique_numbers(n)
+    return pd.DataFrame(
+        {
+            "destination_number": numbers,
+            "error_code": pd.array([None] * half + [509] * (n - half), dtype="Int64"),
+            "error_description": np.where(
+                np.arange(n) < half, "contains letters", "A2P SMS disabled"
+            ).astype(object),
+            "stage": ["validation"] * half + ["api"] * (n - half),
+        }
+    )
+
+
+def failed_numbers_logging(cfg: Config) -> list[Row]:
+    """Rows/s of log_failed_numbers into SQLite and PostgreSQL (a throwaway server)."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="voxsms-bench-db-") as tmp:
+        uri = "sqlite://" + str(Path(tmp) / "voxsms.db")
+        rows.append(_log_rows(cfg, "SQLite (file)", uri))
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from pg_server import find_pg_bin, running_postgres
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    bindir = find_pg_bin()
+    if bindir is None:
+        rows.append(
+            Row(
+                "6",
+                "PostgreSQL",
+                value="skipped",
+                note="no PostgreSQL binaries (initdb, postgres, ...) on this machine",
+            )
+        )
+        return rows
+    with running_postgres(bindir) as uri:
+        rows.append(_log_rows(cfg, "PostgreSQL (local server, fsync off)", uri))
+    return rows
+
+
+def _log_rows(cfg: Config, name: str, uri: str) -> Row:
+    from airflow_provider_voxsms.failed_numbers import log_failed_numbers
+
+    conn_id = "voxsms_bench_db"
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri
+    frame = failed_frame(cfg.db_rows)
+    key = {"conn_id": conn_id, "dag_id": "bench", "task_id": "send"}
+    log_failed_numbers(frame.head(10), run_id="warm-up", **key)  # table, index, imports
+    rate = Sample(unit="rows/s")
+    for run in range(cfg.db_runs):
+        start = time.perf_counter()
+        written = log_failed_numbers(frame, run_id=f"run-{run}-{uuid.uuid4().hex[:8]}", **key)
+        rate.add(written / (time.perf_counter() - start))
+    _say(f"failed numbers into {name}: {rate.median:,.0f} rows/s")
+    del os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"]
+    return Row(
+        "6",
+        f"log_failed_numbers, {cfg.db_rows:,} rows: {name}",
+        rate,
+        note="one transaction: delete the task's rows, insert in batches of 10,000",
+    )
+
+
+def _pair(run: int, first, second) -> tuple[float, float]:
+    """Both measurements of one run, in alternating order so that drift favours neither."""
+    if run % 2:
+        b = second()
+        return first(), b
+    a = first()
+    return a, second()
+
+
+def _check_sent(summary: dict, n: int) -> None:
+    if summary["accepted"] != n:
+        raise RuntimeError(f"the operator sent {summary['accepted']} of {n}: {summary}")
