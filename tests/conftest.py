@@ -47,25 +47,24 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def credentials_json() -> str:
     """A fresh service-account credentials.json (2048-bit RSA key) in Voximplant's format."""
-    import json
+    from airflow_provider_voxsms.emulator.credentials import Credentials
 
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    return Credentials.generate(account_id=4242, account_email="sa@example.test").to_json()
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return json.dumps(
-        {
-            "account_email": "sa@example.test",
-            "account_id": 4242,
-            "key_id": "0b7d6f7e-1111-4c2a-9d55-000000000001",
-            "private_key": pem,
-        }
-    )
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def voxsms_db(request, monkeypatch, tmp_path) -> str:
+    """Connection ``voxsms_db`` on a new SQLite file, or on the session's PostgreSQL server
+    with the provider's tables dropped first. Returns the connection id."""
+    if request.param == "sqlite":
+        monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", f"sqlite://{tmp_path / 'voxsms.db'}")
+    else:
+        from airflow_provider_voxsms.sql import db_api_hook
+
+        monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", request.getfixturevalue("postgres_uri"))
+        for table in ("sms_failed_numbers", "voxsms_send_ledger"):
+            db_api_hook("voxsms_db").run(f"DROP TABLE IF EXISTS {table}")
+    return "voxsms_db"
 
 
 @pytest.fixture

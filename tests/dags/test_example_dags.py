@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.common.sql.hooks.sql import DbApiHook
-from airflow.sdk import BaseHook
 from conftest import REPO
 from dag_runs import xcom
+
+from airflow_provider_voxsms.sql import db_api_hook
 
 DAGS = REPO / "dags"
 EXAMPLES = {"voxsms_campaign", "voxsms_sharded_campaign", "voxsms_alert"}
@@ -22,17 +23,9 @@ def dagbag() -> DagBag:
     return DagBag(dag_folder=str(DAGS))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def voxsms_db(request, monkeypatch, tmp_path) -> DbApiHook:
-    """Connection ``voxsms_db`` on SQLite (a file) or on the test PostgreSQL server."""
-    if request.param == "sqlite":
-        uri = f"sqlite://{tmp_path / 'voxsms.db'}"
-    else:
-        uri = request.getfixturevalue("postgres_uri")
-    monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", uri)
-    hook = BaseHook.get_connection("voxsms_db").get_hook()
-    hook.run("DROP TABLE IF EXISTS sms_failed_numbers")
-    return hook
+@pytest.fixture
+def db(voxsms_db) -> DbApiHook:
+    return db_api_hook(voxsms_db)
 
 
 def test_example_dags_parse_without_errors(dagbag):
@@ -50,9 +43,7 @@ def logged_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def test_campaign_sends_the_sample_and_logs_failed_numbers(
-    dagbag, run_dag, voximplant_conn, voxsms_db
-):
+def test_campaign_sends_the_sample_and_logs_failed_numbers(dagbag, run_dag, voximplant_conn, db):
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
     tis = run_dag(dagbag.get_dag("voxsms_campaign"))
     assert {ti.state for ti in tis.values()} == {"success"}
@@ -63,17 +54,17 @@ def test_campaign_sends_the_sample_and_logs_failed_numbers(
     assert summary["accepted"] == len(sent) == 14
     assert summary["recipients"] == len(pd.read_csv(DAGS / "data" / "recipients.csv"))
 
-    rows = logged_rows(voxsms_db, tis["send"].run_id)
+    rows = logged_rows(db, tis["send"].run_id)
     assert len(rows) == summary["failed"] + summary["invalid"] == 5
     assert set(rows.loc[rows.stage == "api", "destination_number"]) == BLOCKED
     assert set(rows.loc[rows.stage == "api", "error_code"]) == {509}
 
     # Re-running the logging task of the same run replaces its rows instead of adding to them.
     tis = run_dag(dagbag.get_dag("voxsms_campaign"))
-    assert len(logged_rows(voxsms_db, tis["send"].run_id)) == 5
+    assert len(logged_rows(db, tis["send"].run_id)) == 5
 
 
-def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, voxsms_db, tmp_path):
+def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, db, tmp_path):
     csv = tmp_path / "list.csv"
     csv.write_text("phone,text\n+447443330001,\n+447443330002,Personal text\n")
     conf = {"recipients_path": str(csv), "text": "Default text", "src_number": "447443332211"}
@@ -88,7 +79,7 @@ def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, voxsm
 
 
 def test_sharded_campaign_sends_each_number_once_and_gathers_failures(
-    dagbag, run_dag, voximplant_conn, voxsms_db
+    dagbag, run_dag, voximplant_conn, db
 ):
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
     tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"))
@@ -98,7 +89,7 @@ def test_sharded_campaign_sends_each_number_once_and_gathers_failures(
     sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
     assert set(sent.values()) == {1} and len(sent) == 14
 
-    rows = logged_rows(voxsms_db, next(iter(sends.values())).run_id)
+    rows = logged_rows(db, next(iter(sends.values())).run_id)
     assert len(rows) == 5
     assert set(rows.loc[rows.stage == "api", "destination_number"]) == BLOCKED
     assert set(rows["map_index"]) <= {map_index for _, map_index in sends}

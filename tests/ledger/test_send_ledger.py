@@ -13,18 +13,9 @@ from airflow_provider_voxsms.sms.plan import Batch
 KEY = TaskInstanceKey("dag", "run-1", "send", -1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_conn(request, monkeypatch, tmp_path) -> str:
-    if request.param == "sqlite":
-        uri = f"sqlite://{tmp_path / 'ledger.db'}"
-    else:
-        uri = request.getfixturevalue("postgres_uri")
-        from airflow_provider_voxsms.sql import db_api_hook
-
-        monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", uri)
-        db_api_hook("ledger_db").run("DROP TABLE IF EXISTS voxsms_send_ledger")
-    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", uri)
-    return "ledger_db"
+@pytest.fixture
+def ledger_conn(voxsms_db) -> str:
+    return voxsms_db
 
 
 def batch(index: int, size: int = 3, text: str = "hi") -> Batch:
@@ -84,7 +75,7 @@ def test_another_run_is_another_campaign(ledger_conn):
 
 
 def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_conn, request):
-    if "sqlite" in request.node.callspec.id:
+    if "sqlite" in request.node.callspec.id:  # the voxsms_db fixture's parameter
         pytest.skip("SQLite serialises writers by design; parallel writers are a PostgreSQL case")
     errors: list[BaseException] = []
 
