@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -213,7 +213,9 @@ class VoximplantHook(BaseHook):
         out of URLs and access logs; lists are joined with ``;``, ``None`` values are left out.
         Raises :class:`VoximplantApiError` for an ``{"error": ...}`` answer.
         """
-        body = {key: _form_value(value) for key, value in params.items() if value is not None}
+        body = _encode_form(
+            {key: _form_value(value) for key, value in params.items() if value is not None}
+        )
         read_only = method in READ_ONLY_METHODS
 
         def retryable(error: BaseException) -> bool:
@@ -279,9 +281,12 @@ class VoximplantHook(BaseHook):
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _post(self, method: str, body: dict[str, str]) -> dict:
+    def _post(self, method: str, body: str) -> dict:
         self._pause.wait()
-        headers = {"Authorization": f"Bearer {self.signer.token()}"}
+        headers = {
+            "Authorization": f"Bearer {self.signer.token()}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         url = f"{self.base_url}/{method}"
         try:
             response = self.session.post(
@@ -356,6 +361,22 @@ def _form_value(value: Any) -> str:
             value = value.astimezone(UTC)
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
+
+
+def _encode_form(fields: dict[str, str]) -> str:
+    """The form body requests would build (urlencode with quote_plus), byte for byte, faster.
+
+    ``dst_numbers`` (up to 100 numbers joined with ";") is most of every A2PSendSms body; when a
+    value is digits and ";" only it is encoded with one replace instead of a per-byte loop.
+    """
+    return "&".join(f"{quote_plus(k)}={_quote_form_value(v)}" for k, v in fields.items())
+
+
+def _quote_form_value(value: str) -> str:
+    digits = value.replace(";", "")
+    if digits.isascii() and digits.isdigit():
+        return value.replace(";", "%3B")
+    return quote_plus(value)
 
 
 def _parse_answer(method: str, response: requests.Response) -> dict:

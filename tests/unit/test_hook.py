@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import requests
@@ -42,8 +43,9 @@ class ScriptedTransport:
         self.calls: list[dict] = []
 
     def __call__(self, url, data=None, headers=None, timeout=None, verify=None):
+        form = dict(parse_qsl(data, keep_blank_values=True))
         self.calls.append(
-            {"url": url, "data": data, "headers": headers, "timeout": timeout, "verify": verify}
+            {"url": url, "data": form, "headers": headers, "timeout": timeout, "verify": verify}
         )
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -264,3 +266,17 @@ def test_provider_info_declares_the_connection_form():
     }
     behaviour = VoximplantHook.get_ui_field_behaviour()
     assert behaviour["relabeling"] == UI_FIELD_BEHAVIOUR["relabeling"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dst_numbers": "447443332212;14155552671", "text": "Hi & bye = 100% ✓"},
+        {"text": "a+b c/d?e#f", "src_number": "VoxDemo", "store_body": "false"},
+        {"dst_numbers": "\uff11\uff12\uff13;456", "message_id": "1;2;3"},  # full-width digits
+    ],
+)
+def test_form_body_is_what_requests_would_send(fields):
+    from airflow_provider_voxsms.hooks.voximplant import _encode_form
+
+    assert _encode_form(fields) == urlencode(fields)
