@@ -21,6 +21,7 @@ SECTIONS = {
     "4": "scaling",
     "5": "auth cost",
     "6": "logging failed numbers",
+    "7": "send ledger overhead",
 }
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             "4": lambda: scenarios.scaling(cfg, emu),
             "5": lambda: scenarios.auth_cost(cfg, emu),
             "6": lambda: scenarios.failed_numbers_logging(cfg),
+            "7": lambda: scenarios.ledger_overhead(cfg, emu),
         }
         for key, step in steps.items():
             if key in only:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -25,9 +26,14 @@ from bench.data import REGION, SENDER, TEXT
 
 @dataclass
 class FakeTaskInstance:
-    """The one thing ``execute()`` needs from a task instance: ``xcom_push``."""
+    """What ``execute()`` needs from a task instance: ``xcom_push``, and its identity for the
+    send ledger (a fresh run_id per instance: every timed run is a new campaign)."""
 
     xcoms: dict[str, Any] = field(default_factory=dict)
+    dag_id: str = "bench"
+    run_id: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex}")
+    task_id: str = "bench_send"
+    map_index: int = -1
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value

@@ -37,6 +37,8 @@ class Config:
     auth_runs: int = 5
     db_rows: int = 100_000
     db_runs: int = 3
+    ledger_n: int = 100_000
+    ledger_runs: int = 3
     max_concurrency: int = 16  # the operator's default
 
 
@@ -56,6 +58,8 @@ SMOKE = Config(
     auth_runs=1,
     db_rows=1_000,
     db_runs=1,
+    ledger_n=1_000,
+    ledger_runs=1,
 )
 
 
@@ -326,10 +330,14 @@ def failed_frame(n: int):
 
 def failed_numbers_logging(cfg: Config) -> list[Row]:
     """Rows/s of log_failed_numbers into SQLite and PostgreSQL (a throwaway server)."""
+    return _on_each_database("6", lambda name, uri: [_log_rows(cfg, name, uri)])
+
+
+def _on_each_database(section: str, measure_on) -> list[Row]:
+    """``measure_on(name, uri)`` on a SQLite file, then on a throwaway PostgreSQL server."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="voxsms-bench-db-") as tmp:
-        uri = "sqlite://" + str(Path(tmp) / "voxsms.db")
-        rows.append(_log_rows(cfg, "SQLite (file)", uri))
+        rows += measure_on("SQLite (file)", "sqlite://" + str(Path(tmp) / "voxsms.db"))
     sys.path.insert(0, str(REPO / "tests"))
     try:
         from pg_server import find_pg_bin, running_postgres
@@ -337,18 +345,68 @@ def failed_numbers_logging(cfg: Config) -> list[Row]:
         sys.path.remove(str(REPO / "tests"))
     bindir = find_pg_bin()
     if bindir is None:
-        rows.append(
-            Row(
-                "6",
-                "PostgreSQL",
-                value="skipped",
-                note="no PostgreSQL binaries (initdb, postgres, ...) on this machine",
-            )
-        )
-        return rows
+        note = "no PostgreSQL binaries (initdb, postgres, ...) on this machine"
+        return [*rows, Row(section, "PostgreSQL", value="skipped", note=note)]
     with running_postgres(bindir) as uri:
-        rows.append(_log_rows(cfg, "PostgreSQL (local server, fsync off)", uri))
+        rows += measure_on("PostgreSQL (local server, fsync off)", uri)
     return rows
+
+
+# -- 7. send ledger overhead ------------------------------------------------------------------
+
+
+def ledger_overhead(cfg: Config, emu: EmulatorProcess) -> list[Row]:
+    """The operator with and without ``ledger_conn_id``: what the ledger's claims and outcome
+    writes cost, with no added latency (the worst case) and with ``latency_ms`` per request."""
+    cases = [
+        (cfg.ledger_n, 0, "no added latency"),
+        (cfg.latency_n, cfg.latency_ms, f"+{cfg.latency_ms} ms per request"),
+    ]
+
+    def measure_on(name: str, uri: str) -> list[Row]:
+        os.environ["AIRFLOW_CONN_VOXSMS_BENCH_LEDGER"] = uri
+        emu.reset()
+        clients.run_operator(
+            data.clean_frame(1_600, offset=5_000_000), ledger_conn_id="voxsms_bench_ledger"
+        )
+        rows = []
+        for n, latency_ms, label in cases:
+            frame = data.clean_frame(n)
+            plain, ledgered, share = Sample(), Sample(), Sample(unit="%")
+
+            def run(sample: Sample, frame=frame, n=n, latency_ms=latency_ms, **kwargs) -> float:
+                emu.reset()
+                emu.set_faults(latency_ms=latency_ms)
+                seconds, summary, _ = clients.run_operator(frame, **kwargs)
+                _check_sent(summary, n)
+                return sample.add(seconds)
+
+            for i in range(cfg.ledger_runs):
+                without, with_ledger = _pair(
+                    i,
+                    lambda plain=plain: run(plain),
+                    lambda ledgered=ledgered: run(ledgered, ledger_conn_id="voxsms_bench_ledger"),
+                )
+                share.add(100 * (with_ledger / without - 1))
+                _say(
+                    f"ledger on {name}, {label}: without {without:.2f} s, with {with_ledger:.2f} s"
+                )
+            rows += [
+                Row("7", f"operator, {n:,} recipients, {label}: without a ledger", plain),
+                Row("7", f"the same with the send ledger on {name}", ledgered),
+                Row(
+                    "7",
+                    "time the ledger adds (pair by pair)",
+                    share,
+                    note=f"{math.ceil(n / 100):,} requests: each claim committed before its "
+                    "request, outcomes group-committed",
+                ),
+            ]
+        emu.reset()
+        del os.environ["AIRFLOW_CONN_VOXSMS_BENCH_LEDGER"]
+        return rows
+
+    return _on_each_database("7", measure_on)
 
 
 def _log_rows(cfg: Config, name: str, uri: str) -> Row:
