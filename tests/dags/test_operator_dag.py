@@ -137,3 +137,22 @@ def test_dry_run_sends_nothing(voximplant_conn, run_dag):
     assert summary["dry_run"] and summary["batches"] == 3 and summary["accepted"] == 0
     assert summary["segments_planned"] == 250 * 2
     assert voximplant_conn.state.stats_snapshot()["requests"] == 0
+
+
+def test_fail_on_failed_ratio_fails_after_pushing_the_outputs(voximplant_conn, run_dag):
+    voximplant_conn.state.set_faults(blocked_numbers={"447443332298", "447443332299"})
+    with DAG("voxsms_test_failed_ratio", schedule=None) as dag:
+        A2PSendSmsOperator(
+            task_id="send",
+            recipients=["447443332297", "447443332298", "447443332299", "not a number"],
+            text="hi",
+            src_number="VoxDemo",
+            fail_on_failed_ratio=0.5,  # 3 of 4 failed or invalid
+            requests_per_second=5,
+        )
+
+    tis = run_dag(dag)
+    assert tis["send"].state == "failed" and tis["send"].try_number == 1
+    failed = xcom(tis["send"], "failed_numbers")
+    assert sorted(failed["stage"]) == ["api", "api", "validation"], "outputs were pushed first"
+    assert len(voximplant_conn.state.messages_snapshot()) == 1
