@@ -1,20 +1,23 @@
 """The send ledger: a table remembering what each task instance sent, so a retry never re-sends.
 
-One row per (task instance, number, text). A batch's rows are committed as ``in_flight`` before
-its request goes out and updated to ``accepted``, ``failed`` or ``unknown`` after the answer;
-rows of a batch that provably never reached the API are deleted, so a retry sends them. A
-retry of the same task instance (same dag_id, run_id, task_id, map_index) therefore skips
-everything it finds and never sends an ``in_flight`` row again. A new DAG run is a new
-campaign. A unique key makes a second, concurrent try of the same task instance lose the race
-for a batch instead of sending it twice.
+Two tables. ``<table>`` holds one claim row per (task instance, number, text), committed
+before the batch's request goes out; ``<table>_outcomes`` holds one row per answered batch
+(accepted numbers with their message ids, failed ones with code and reason, unknown ones) as
+compact JSON, because one row per batch costs a fraction of a hundred row updates. Claims of a
+batch that provably never reached the API are deleted, so a retry sends them. A retry of the
+same task instance (same dag_id, run_id, task_id, map_index) therefore skips everything it
+finds and never sends a claimed number again; a claim without an outcome is ``in_flight``. A
+new DAG run is a new campaign. A unique key makes a second, concurrent try of the same task
+instance lose the race for a batch instead of sending it twice.
 
-Writes go through one background thread with its own connection and are group-committed:
-while a transaction commits, the next claims and outcomes queue up and share the next commit.
+Writes go through one background thread with its own connection. Each claim is committed on
+its own, as soon as it arrives (its sender waits for it); outcomes queue up and share a commit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import queue
 import threading
@@ -61,8 +64,18 @@ _SCHEMA = (
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS ux_{table}_key "
     "ON {table} (ti_key, destination_number, text_hash)",
+    """CREATE TABLE IF NOT EXISTS {table}_outcomes (
+    ti_key CHAR(32) NOT NULL,
+    text_hash CHAR(16) NOT NULL,
+    outcome TEXT NOT NULL,
+    recorded_at TIMESTAMP NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS ix_{table}_outcomes_key ON {table}_outcomes (ti_key)",
 )
 COLUMNS = ("destination_number", "text_hash", "status", "message_id", "error_code")
+# When a number has outcomes from several rows (a batch said unknown, a later reconciliation
+# found it), the most definite wins.
+_PRECEDENCE = {ACCEPTED: 3, FAILED: 2, UNKNOWN: 1}
 
 
 class LedgerError(VoximplantError):
@@ -106,7 +119,7 @@ class SendLedger:
     """
 
     def __init__(self, conn_id: str, key: TaskInstanceKey, table: str = "voxsms_send_ledger"):
-        check_table_name(table)
+        check_table_name(f"{table}_outcomes")
         self.conn_id, self.key, self.table = conn_id, key, table
         self._jobs: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -125,12 +138,17 @@ class SendLedger:
             with transactional(self._hook) as conn:
                 ensure_schema(conn, [s.format(table=self.table) for s in _SCHEMA])
                 with closing(conn.cursor()) as cur:
+                    where = f"WHERE ti_key = {self._hook.placeholder}"
                     cur.execute(
-                        f"SELECT {', '.join(COLUMNS)}, sent_at FROM {self.table} "
-                        f"WHERE ti_key = {self._hook.placeholder}",
+                        f"SELECT destination_number, text_hash, sent_at FROM {self.table} {where}",
                         (self.key.digest,),
                     )
-                    rows = cur.fetchall()
+                    claims = cur.fetchall()
+                    cur.execute(
+                        f"SELECT text_hash, outcome FROM {self.table}_outcomes {where}",
+                        (self.key.digest,),
+                    )
+                    outcomes = cur.fetchall()
                 conn.commit()
         except Exception as err:
             raise LedgerError(
@@ -140,9 +158,7 @@ class SendLedger:
             ) from None
         self._writer = threading.Thread(target=self._write_loop, name="voxsms-ledger", daemon=True)
         self._writer.start()
-        frame = pd.DataFrame(rows, columns=[*COLUMNS, "sent_at"])
-        frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
-        return frame
+        return _previous(claims, outcomes)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -165,39 +181,39 @@ class SendLedger:
 
     def record(self, outcome: BatchOutcome) -> None:
         """Record a batch's outcome (queued; committed with the next group)."""
-        tx, digest, now = text_hash(outcome.batch.text), self.key.digest, _now()
-        where = f"ti_key = {self._hook.placeholder} AND destination_number = "
-        where += f"{self._hook.placeholder} AND text_hash = {self._hook.placeholder}"
-        if not outcome.sent:
+        tx, digest = text_hash(outcome.batch.text), self.key.digest
+        if not outcome.sent:  # never reached the API: forget the claims, a retry sends them
+            where = f"ti_key = {self._hook.placeholder} AND destination_number = "
+            where += f"{self._hook.placeholder} AND text_hash = {self._hook.placeholder}"
             sql = f"DELETE FROM {self.table} WHERE {where}"
             rows = [(digest, n, tx) for n in outcome.batch.numbers]
             self._submit(lambda cur: cur.executemany(sql, rows), wait=False)
             return
-        update = (
-            f"UPDATE {self.table} SET status = {self._marks(1)}, message_id = {self._marks(1)}, "
-            f"error_code = {self._marks(1)}, error_description = {self._marks(1)}, "
-            f"updated_at = {self._marks(1)} WHERE {where}"
-        )
-        rows = [(ACCEPTED, mid, None, None, now, digest, n, tx) for n, mid in outcome.accepted]
-        rows += [(FAILED, None, c, d, now, digest, n, tx) for n, c, d in outcome.failed]
-        rows += [(UNKNOWN, None, None, d, now, digest, n, tx) for n, d in outcome.unknown]
-        self._submit(lambda cur: cur.executemany(update, rows), wait=False)
+        payload = {ACCEPTED: outcome.accepted, FAILED: outcome.failed, UNKNOWN: outcome.unknown}
+        self._submit(self._insert_outcome(tx, payload), wait=False)
 
     def resolve(self, found: dict[tuple[str, str], int], still_unknown: list[tuple[str, str]]):
-        """After reconciliation: in-flight rows found in the API's history become ``accepted``
-        (with their message id); the rest become ``unknown``. Keys are (number, text_hash).
+        """After reconciliation: in-flight rows found in the API's history are ``accepted``
+        (with their message id); the rest are ``unknown``. Keys are (number, text_hash).
         """
-        where = f"ti_key = {self._hook.placeholder} AND destination_number = "
-        where += f"{self._hook.placeholder} AND text_hash = {self._hook.placeholder}"
+        by_text: dict[str, dict[str, list]] = {}
+        for (number, tx), message_id in found.items():
+            by_text.setdefault(tx, {ACCEPTED: [], UNKNOWN: []})[ACCEPTED].append(
+                (number, message_id)
+            )
+        for number, tx in still_unknown:
+            why = "sent by an earlier try that stopped; not in history"
+            by_text.setdefault(tx, {ACCEPTED: [], UNKNOWN: []})[UNKNOWN].append((number, why))
+        for tx, payload in by_text.items():
+            self._submit(self._insert_outcome(tx, payload), wait=True)
+
+    def _insert_outcome(self, tx: str, payload: dict) -> Callable[[Any], None]:
         sql = (
-            f"UPDATE {self.table} SET status = {self._marks(1)}, message_id = {self._marks(1)}, "
-            f"updated_at = {self._marks(1)} WHERE {where}"
+            f"INSERT INTO {self.table}_outcomes (ti_key, text_hash, outcome, recorded_at) "
+            f"VALUES ({self._marks(4)})"
         )
-        now, digest = _now(), self.key.digest
-        rows = [(ACCEPTED, mid, now, digest, n, tx) for (n, tx), mid in found.items()]
-        rows += [(UNKNOWN, None, now, digest, n, tx) for n, tx in still_unknown]
-        if rows:
-            self._submit(lambda cur: cur.executemany(sql, rows), wait=True)
+        row = (self.key.digest, tx, json.dumps(payload, separators=(",", ":")), _now())
+        return lambda cur: cur.execute(sql, row)
 
     def close(self) -> None:
         """Commit everything queued and stop the writer; raises if any write failed."""
@@ -210,7 +226,7 @@ class SendLedger:
         if self.write_errors:
             raise LedgerError(
                 f"{len(self.write_errors)} send ledger write(s) failed, first: "
-                f"{self.write_errors[0]}. The rows stay 'in_flight'; a retry reconciles them."
+                f"{self.write_errors[0]}. Those numbers stay 'in_flight'; a retry reconciles them."
             )
 
     # -- the writer thread --------------------------------------------------------------------
@@ -222,7 +238,7 @@ class SendLedger:
         if self._writer is None:
             raise LedgerError("the send ledger is not open")
         future: Future = Future()
-        self._jobs.put((apply, future))
+        self._jobs.put((apply, future, wait))
         if not wait:
             return future
         try:
@@ -243,15 +259,16 @@ class SendLedger:
                     jobs = [self._jobs.get()]
                     while len(jobs) < MAX_JOBS_PER_COMMIT and not self._jobs.empty():
                         jobs.append(self._jobs.get_nowait())
-                    stopping = any(apply is None for apply, _ in jobs)
-                    self._commit(conn, [job for job in jobs if job[0] is not None])
-                    for apply, future in jobs:
+                    stopping = any(job[0] is None for job in jobs)
+                    for group in _commit_groups([job for job in jobs if job[0] is not None]):
+                        self._commit(conn, group)
+                    for apply, future, _ in jobs:
                         if apply is None:
                             future.set_result(None)
         except Exception as err:  # the connection is gone: fail every job until close()
             self.write_errors.append(f"{type(err).__name__}: {err}")
             while True:
-                apply, future = self._jobs.get()
+                apply, future, _ = self._jobs.get()
                 if apply is None:
                     future.set_result(None)
                     return
@@ -263,11 +280,11 @@ class SendLedger:
             return
         try:
             with closing(conn.cursor()) as cur:
-                for apply, _ in jobs:
+                for apply, _, _ in jobs:
                     apply(cur)
             conn.commit()
             self.commits += 1
-            for _, future in jobs:
+            for _, future, _ in jobs:
                 future.set_result(None)
         except Exception as err:
             conn.rollback()
@@ -279,3 +296,40 @@ class SendLedger:
                 return
             for job in jobs:
                 self._commit(conn, [job])
+
+
+def _commit_groups(jobs: list) -> list[list]:
+    """Each claim in a transaction of its own, outcomes together.
+
+    A sender waits for its claim's commit. Committing the claims of senders that arrive
+    together as one group would release them together, keep them in step and make each wait
+    for all; one by one, the first goes at once and the senders drift apart.
+    """
+    groups: list[list] = []
+    outcomes: list = []
+    for job in jobs:
+        if job[2]:  # someone waits for it: a claim
+            groups.append([job])
+        else:
+            outcomes.append(job)
+    return [*groups, outcomes] if outcomes else groups
+
+
+def _previous(claims: list, outcomes: list) -> pd.DataFrame:
+    """Earlier tries' numbers: each claim with its best-known outcome, or ``in_flight``."""
+    best: dict[tuple[str, str], tuple] = {}
+    for tx, raw in outcomes:
+        for status, entries in json.loads(raw).items():
+            for number, *details in entries:
+                key = (number, tx)
+                if key not in best or _PRECEDENCE[status] > _PRECEDENCE[best[key][0]]:
+                    best[key] = (status, *details)
+    rows = []
+    for number, tx, sent_at in claims:
+        status, *details = best.get((number, tx), (IN_FLIGHT,))
+        message_id = details[0] if status == ACCEPTED else None
+        error_code = details[0] if status == FAILED else None
+        rows.append((number, tx, status, message_id, error_code, sent_at))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "sent_at"])
+    frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
+    return frame

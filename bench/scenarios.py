@@ -398,8 +398,8 @@ def ledger_overhead(cfg: Config, emu: EmulatorProcess) -> list[Row]:
                     "7",
                     "time the ledger adds (pair by pair)",
                     share,
-                    note=f"{math.ceil(n / 100):,} requests: each claim committed before its "
-                    "request, outcomes group-committed",
+                    note=f"{math.ceil(n / 100):,} requests: each claim committed on its own before "
+                    "its request; one outcome row per batch, group-committed",
                 ),
             ]
         emu.reset()
