@@ -123,7 +123,6 @@ class SendLedger:
         self.conn_id, self.key, self.table = conn_id, key, table
         self._jobs: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
-        self.commits = 0
         self.write_errors: list[str] = []
 
     # -- reading ------------------------------------------------------------------------------
@@ -283,7 +282,6 @@ class SendLedger:
                 for apply, _, _ in jobs:
                     apply(cur)
             conn.commit()
-            self.commits += 1
             for _, future, _ in jobs:
                 future.set_result(None)
         except Exception as err:
