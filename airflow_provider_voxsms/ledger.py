@@ -51,16 +51,11 @@ _SCHEMA = (
     ti_key CHAR(32) NOT NULL,
     destination_number VARCHAR(20) NOT NULL,
     text_hash CHAR(16) NOT NULL,
-    status VARCHAR(16) NOT NULL,
-    message_id BIGINT,
-    error_code BIGINT,
-    error_description TEXT,
     dag_id VARCHAR(250) NOT NULL,
     run_id VARCHAR(250) NOT NULL,
     task_id VARCHAR(250) NOT NULL,
     map_index INTEGER NOT NULL,
-    sent_at TIMESTAMP NOT NULL,
-    updated_at TIMESTAMP NOT NULL
+    claimed_at TIMESTAMP NOT NULL
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS ux_{table}_key "
     "ON {table} (ti_key, destination_number, text_hash)",
@@ -139,7 +134,7 @@ class SendLedger:
                 with closing(conn.cursor()) as cur:
                     where = f"WHERE ti_key = {self._hook.placeholder}"
                     cur.execute(
-                        f"SELECT destination_number, text_hash, sent_at FROM {self.table} {where}",
+                        f"SELECT destination_number, text_hash, claimed_at FROM {self.table} {where}",
                         (self.key.digest,),
                     )
                     claims = cur.fetchall()
@@ -166,15 +161,13 @@ class SendLedger:
 
         Returns False when another try of this task instance holds some of its numbers.
         """
-        now, digest, tx = _now(), self.key.digest, text_hash(batch.text)
-        k = self.key
+        now, digest, tx, k = _now(), self.key.digest, text_hash(batch.text), self.key
         rows = [
-            (digest, n, tx, IN_FLIGHT, k.dag_id, k.run_id, k.task_id, k.map_index, now, now)
-            for n in batch.numbers
+            (digest, n, tx, k.dag_id, k.run_id, k.task_id, k.map_index, now) for n in batch.numbers
         ]
         sql = (
-            f"INSERT INTO {self.table} (ti_key, destination_number, text_hash, status, dag_id, "
-            f"run_id, task_id, map_index, sent_at, updated_at) VALUES ({self._marks(10)})"
+            f"INSERT INTO {self.table} (ti_key, destination_number, text_hash, dag_id, run_id, "
+            f"task_id, map_index, claimed_at) VALUES ({self._marks(8)})"
         )
         return self._submit(lambda cur: cur.executemany(sql, rows), wait=True)
 
@@ -323,11 +316,11 @@ def _previous(claims: list, outcomes: list) -> pd.DataFrame:
                 if key not in best or _PRECEDENCE[status] > _PRECEDENCE[best[key][0]]:
                     best[key] = (status, *details)
     rows = []
-    for number, tx, sent_at in claims:
+    for number, tx, claimed_at in claims:
         status, *details = best.get((number, tx), (IN_FLIGHT,))
         message_id = details[0] if status == ACCEPTED else None
         error_code = details[0] if status == FAILED else None
-        rows.append((number, tx, status, message_id, error_code, sent_at))
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "sent_at"])
-    frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True)
+        rows.append((number, tx, status, message_id, error_code, claimed_at))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "claimed_at"])
+    frame["claimed_at"] = pd.to_datetime(frame["claimed_at"], utc=True)
     return frame

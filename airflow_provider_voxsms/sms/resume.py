@@ -98,15 +98,15 @@ def reconcile(
     """Find pending (number, text_hash) rows in the API's history; returns their message ids."""
     if pending.empty:
         return {}
-    since = pending["sent_at"].min().to_pydatetime() - RECONCILE_SKEW
+    since = pending["claimed_at"].min().to_pydatetime() - RECONCILE_SKEW
     history: dict[str, list[dict]] = defaultdict(list)
     for row in _history(hook, src_number, since):
         history[str(row.get("destination_number"))].append(row)
 
     found: dict[tuple[str, str], int] = {}
     used: set[int] = set()
-    for (number, tx), sent_at in pending["sent_at"].items():
-        earliest = sent_at.to_pydatetime() - RECONCILE_SKEW
+    for (number, tx), claimed_at in pending["claimed_at"].items():
+        earliest = claimed_at.to_pydatetime() - RECONCILE_SKEW
         for row in sorted(history.get(number, ()), key=lambda r: r["message_id"]):
             stored_text = row.get("text")
             if (

@@ -50,7 +50,7 @@ def test_claims_and_outcomes_round_trip(ledger_conn):
     }, "an unsent batch's rows are deleted, so a retry sends them"
     accepted = previous.set_index("destination_number").loc[n[0]]
     assert accepted.message_id == 11 and accepted.text_hash == text_hash("hi")
-    assert previous.sent_at.notna().all()
+    assert previous.claimed_at.notna().all()
 
 
 def test_a_second_claim_of_the_same_numbers_loses(ledger_conn):
