@@ -119,6 +119,7 @@ class SendLedger:
         self._jobs: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
         self.write_errors: list[str] = []
+        self._claimed: set[tuple[str, tuple[str, ...]]] = set()  # batches this try claimed
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -169,12 +170,17 @@ class SendLedger:
             f"INSERT INTO {self.table} (ti_key, destination_number, text_hash, dag_id, run_id, "
             f"task_id, map_index, claimed_at) VALUES ({self._marks(8)})"
         )
-        return self._submit(lambda cur: cur.executemany(sql, rows), wait=True)
+        claimed = self._submit(lambda cur: cur.executemany(sql, rows), wait=True)
+        if claimed:
+            self._claimed.add((batch.text, batch.numbers))
+        return claimed
 
     def record(self, outcome: BatchOutcome) -> None:
         """Record a batch's outcome (queued; committed with the next group)."""
         tx, digest = text_hash(outcome.batch.text), self.key.digest
         if not outcome.sent:  # never reached the API: forget the claims, a retry sends them
+            if (outcome.batch.text, outcome.batch.numbers) not in self._claimed:
+                return  # claimed by nobody, or by another try: not ours to delete
             where = f"ti_key = {self._hook.placeholder} AND destination_number = "
             where += f"{self._hook.placeholder} AND text_hash = {self._hook.placeholder}"
             sql = f"DELETE FROM {self.table} WHERE {where}"
@@ -244,6 +250,7 @@ class SendLedger:
             ) from None
 
     def _write_loop(self) -> None:
+        jobs: list = []
         try:
             with transactional(db_api_hook(self.conn_id)) as conn:
                 stopping = False
@@ -259,6 +266,12 @@ class SendLedger:
                             future.set_result(None)
         except Exception as err:  # the connection is gone: fail every job until close()
             self.write_errors.append(f"{type(err).__name__}: {err}")
+            for apply, future, _ in jobs:
+                if apply is None:
+                    future.set_result(None)
+                    return
+                if not future.done():
+                    future.set_exception(err)
             while True:
                 apply, future, _ = self._jobs.get()
                 if apply is None:
@@ -278,7 +291,12 @@ class SendLedger:
             for _, future, _ in jobs:
                 future.set_result(None)
         except Exception as err:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except Exception:  # the connection itself is gone: fail these jobs, then stop
+                for _, future, _ in jobs:
+                    future.set_exception(err)
+                raise err from None
             if len(jobs) == 1:
                 if not is_unique_violation(err):
                     self.write_errors.append(f"{type(err).__name__}: {err}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -292,7 +293,9 @@ class VoximplantHook(BaseHook):
             response = self.session.post(
                 url, data=body, headers=headers, timeout=self.timeout, verify=self.verify
             )
-        except requests.exceptions.SSLError:
+        except requests.exceptions.SSLError as err:
+            if not _certificate_rejected(err):  # a TLS failure later on may follow the request
+                raise _transport_error(method, err) from None
             raise ConfigurationError(
                 f"TLS certificate verification of {self.base_url} failed, so nothing was sent. "
                 "If the server uses a private CA (or is the emulator), set the connection extra "
@@ -415,6 +418,22 @@ def _transport_error(method: str, err: requests.RequestException) -> VoximplantT
     return VoximplantTransportError(
         method, f"{what}: {type(err).__name__}", maybe_processed=not never_sent
     )
+
+
+def _certificate_rejected(err: BaseException) -> bool:
+    """True when the server's certificate was refused: the handshake failed, nothing was sent."""
+    seen: set[int] = set()
+    pending: list = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(current, BaseException):
+            pending += [*current.args, getattr(current, "reason", None), current.__context__]
+    return False
 
 
 def _mask(*secrets: str) -> None:

@@ -219,7 +219,10 @@ class A2PSendSmsOperator(BaseOperator):
                     ledger.close()
             raise
         if ledger:
-            ledger.close()
+            try:
+                ledger.close()
+            except LedgerError as err:  # report it after the outputs are pushed
+                report.stopped_by = report.stopped_by or err
         report.outcomes[:0] = earlier
         return plan, report
 
@@ -228,7 +231,9 @@ class A2PSendSmsOperator(BaseOperator):
             f"Sending stopped: {error}. Accepted: {summary['accepted']}; not sent: "
             f"{summary['not_sent']}; unknown: {summary['unknown']}. Full result: {summary}"
         )
-        resumable = isinstance(error, VoximplantApiError) and error.code in RESUMABLE_CODES
+        resumable = isinstance(error, LedgerError) or (
+            isinstance(error, VoximplantApiError) and error.code in RESUMABLE_CODES
+        )
         if self.ledger_conn_id and resumable:
             # The ledger makes a retry safe: it sends only what this try did not.
             raise VoximplantStoppedError(message + " A retry resumes from the send ledger.")

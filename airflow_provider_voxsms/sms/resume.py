@@ -2,8 +2,9 @@
 
 Rows an earlier try left ``in_flight`` or ``unknown`` (it died, or the connection broke after
 sending) are looked up in ``A2PGetSmsHistory``: a message from the same sender to the same
-number, processed no earlier than ``RECONCILE_SKEW`` before the row was claimed (and with the
-same text when the API stored it), counts as accepted. Anything not found stays ``unknown``
+number, processed between ``RECONCILE_SKEW`` before the row was claimed and
+``RECONCILE_AFTER`` after it (and with the same text when the API stored it), counts as
+accepted. Anything not found stays ``unknown``
 and is never sent again.
 """
 
@@ -31,6 +32,8 @@ from airflow_provider_voxsms.sms.plan import Batch
 log = logging.getLogger(__name__)
 
 RECONCILE_SKEW = timedelta(minutes=2)
+# Latest a claimed request can have been processed: its retries and back-off, its read timeout.
+RECONCILE_AFTER = timedelta(minutes=10)
 HISTORY_PAGE = 1000
 MAX_HISTORY_PAGES = 200
 
@@ -99,19 +102,21 @@ def reconcile(
     if pending.empty:
         return {}
     since = pending["claimed_at"].min().to_pydatetime() - RECONCILE_SKEW
+    until = pending["claimed_at"].max().to_pydatetime() + RECONCILE_AFTER
     history: dict[str, list[dict]] = defaultdict(list)
-    for row in _history(hook, src_number, since):
+    for row in _history(hook, src_number, since, until):
         history[str(row.get("destination_number"))].append(row)
 
     found: dict[tuple[str, str], int] = {}
     used: set[int] = set()
     for (number, tx), claimed_at in pending["claimed_at"].items():
         earliest = claimed_at.to_pydatetime() - RECONCILE_SKEW
+        latest = claimed_at.to_pydatetime() + RECONCILE_AFTER
         for row in sorted(history.get(number, ()), key=lambda r: r["message_id"]):
             stored_text = row.get("text")
             if (
                 row["message_id"] not in used
-                and _processed_at(row) >= earliest
+                and earliest <= _processed_at(row) <= latest
                 and (not stored_text or stored_text == texts.get(tx))
             ):
                 used.add(row["message_id"])
@@ -120,8 +125,8 @@ def reconcile(
     return found
 
 
-def _history(hook: VoximplantHook, src_number: str, since: datetime):
-    to = datetime.now(UTC) + timedelta(minutes=1)
+def _history(hook: VoximplantHook, src_number: str, since: datetime, until: datetime):
+    to = min(until, datetime.now(UTC) + timedelta(minutes=1))
     for page in range(MAX_HISTORY_PAGES):
         answer = hook.a2p_get_sms_history(
             source_number=src_number,
@@ -141,4 +146,4 @@ def _processed_at(row: dict) -> datetime:
     try:
         return datetime.strptime(row["processing_date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     except (KeyError, TypeError, ValueError):
-        return datetime.max.replace(tzinfo=UTC)
+        return datetime.min.replace(tzinfo=UTC)  # no date: cannot be matched

@@ -200,3 +200,20 @@ def test_worker_killed_mid_run_then_run_again(voximplant_conn, ledger_db, airflo
     assert summary["accepted"] == len(sent)
     # Only requests claimed but not yet processed when the child died can be unknown.
     assert summary["unknown"] <= 2 * 100
+
+
+def test_a_ledger_write_failure_still_pushes_the_outputs_then_fails(
+    run_dag, voximplant_conn, ledger_db, monkeypatch
+):
+    from airflow_provider_voxsms.ledger import LedgerError, SendLedger
+
+    real_close = SendLedger.close
+
+    def close_reporting_a_lost_write(self):
+        real_close(self)
+        raise LedgerError("1 send ledger write(s) failed, first: OperationalError: locked")
+
+    monkeypatch.setattr(SendLedger, "close", close_reporting_a_lost_write)
+    tis = run_dag(campaign("voxsms_fault_ledger_write", recipients=NUMBERS[:300]))
+    assert tis["send"].state == "failed"
+    assert len(xcom(tis["send"], "accepted_numbers")) == 300, "outputs were pushed first"

@@ -115,3 +115,66 @@ def test_unreachable_database_fails_before_anything_is_sent(monkeypatch):
 def test_bad_table_name_is_refused():
     with pytest.raises(ValueError, match="plain identifier"):
         SendLedger("ledger_db", KEY, table="ledger; DROP TABLE x")
+
+
+def test_a_stopped_try_never_deletes_another_tries_claims(ledger_conn):
+    """A try that stops before a batch reports it not sent; the claims of that batch may belong
+    to a concurrent try that did send it, and must survive."""
+    try_a, try_b = SendLedger(ledger_conn, KEY), SendLedger(ledger_conn, KEY)
+    try_a.open(), try_b.open()
+    shared = batch(5)
+    assert try_b.claim(shared)
+    try_b.record(BatchOutcome(shared, accepted=[(n, 50) for n in shared.numbers]))
+    try_a.record(
+        BatchOutcome(shared, sent=False, failed=[(n, 127, "stop") for n in shared.numbers])
+    )
+    try_a.close(), try_b.close()
+    third = SendLedger(ledger_conn, KEY)
+    previous = third.open()
+    third.close()
+    assert rows_by_status(previous) == {"accepted": set(shared.numbers)}
+
+
+def test_a_dead_connection_fails_claims_instead_of_hanging(ledger_conn, monkeypatch):
+    """If the writer's connection dies (even rollback fails), waiting claims get an error."""
+    import airflow_provider_voxsms.ledger as ledger_module
+
+    real = ledger_module.transactional
+    calls = []
+
+    class DeadConnection:
+        def cursor(self):
+            raise ConnectionError("server closed the connection")
+
+        def rollback(self):
+            raise ConnectionError("connection already closed")
+
+        def commit(self):
+            raise ConnectionError("connection already closed")
+
+    def transactional(hook):
+        calls.append(hook)
+        if len(calls) == 1:  # open() reads through a real connection
+            return real(hook)
+        from contextlib import nullcontext
+
+        return nullcontext(DeadConnection())
+
+    monkeypatch.setattr(ledger_module, "transactional", transactional)
+    ledger = SendLedger(ledger_conn, KEY)
+    ledger.open()
+    outcome: list = []
+    claimer = threading.Thread(target=lambda: outcome.append(_claim_or_error(ledger, batch(1))))
+    claimer.start()
+    claimer.join(timeout=10)
+    assert not claimer.is_alive(), "the claim hung"
+    assert isinstance(outcome[0], LedgerError)
+    with pytest.raises(LedgerError, match="write"):
+        ledger.close()
+
+
+def _claim_or_error(ledger: SendLedger, b: Batch):
+    try:
+        return ledger.claim(b)
+    except LedgerError as err:
+        return err

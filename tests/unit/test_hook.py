@@ -280,3 +280,24 @@ def test_form_body_is_what_requests_would_send(fields):
     from airflow_provider_voxsms.hooks.voximplant import _encode_form
 
     assert _encode_form(fields) == urlencode(fields)
+
+
+def test_a_rejected_certificate_is_a_configuration_error_but_other_tls_failures_are_unknown(
+    make_hook,
+):
+    import ssl
+
+    rejected = requests.exceptions.SSLError(
+        MaxRetryError(None, "/", ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    )
+    hook, transport = make_hook(rejected)
+    with pytest.raises(ConfigurationError, match="ca_bundle"):
+        hook.a2p_send_sms("1", ["447443332212"], "hi")
+    assert len(transport.calls) == 1
+
+    broken = requests.exceptions.SSLError("[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]")
+    hook, transport = make_hook(broken)
+    with pytest.raises(VoximplantTransportError) as caught:
+        hook.a2p_send_sms("1", ["447443332212"], "hi")
+    assert caught.value.maybe_processed, "the request may already have been sent"
+    assert len(transport.calls) == 1
