@@ -1,14 +1,16 @@
-"""The send ledger: a table remembering what each task instance sent, so a retry never re-sends.
+"""The send ledger: tables remembering what each task instance sent, so a retry never re-sends.
 
-Two tables. ``<table>`` holds one claim row per (task instance, number, text), committed
-before the batch's request goes out; ``<table>_outcomes`` holds one row per answered batch
-(accepted numbers with their message ids, failed ones with code and reason, unknown ones) as
-compact JSON, because one row per batch costs a fraction of a hundred row updates. Claims of a
-batch that provably never reached the API are deleted, so a retry sends them. A retry of the
-same task instance (same dag_id, run_id, task_id, map_index) therefore skips everything it
-finds and never sends a claimed number again; a claim without an outcome is ``in_flight``. A
-new DAG run is a new campaign. A unique key makes a second, concurrent try of the same task
-instance lose the race for a batch instead of sending it twice.
+Three tables. ``<table>_leases`` has one row per task instance (dag_id, run_id, task_id,
+map_index) naming the try that holds it: each try takes the lease over when it opens the
+ledger, so the newest try wins. ``<table>`` holds one claim row per batch (its numbers as
+JSON), committed before the batch's request goes out, in a transaction that first locks the
+lease row and finds it still ours; a try that lost its lease claims nothing more, and the try
+that took it over read every claim committed before the takeover. ``<table>_outcomes`` holds
+one row per answered batch (accepted numbers with message ids, failed ones with code and
+reason, unknown ones) as compact JSON. The claim of a batch that provably never reached the
+API is deleted, so a retry sends it. A retry therefore skips everything it finds and never
+sends a claimed number again; a claimed number without an outcome is ``in_flight``. A new DAG
+run is a new campaign.
 
 Writes go through one background thread with its own connection. Each claim is committed on
 its own, as soon as it arrives (its sender waits for it); outcomes queue up and share a commit.
@@ -21,6 +23,7 @@ import json
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import closing
@@ -47,18 +50,24 @@ IN_FLIGHT, ACCEPTED, FAILED, UNKNOWN = "in_flight", "accepted", "failed", "unkno
 MAX_JOBS_PER_COMMIT = 256
 
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {table} (
-    ti_key CHAR(32) NOT NULL,
-    destination_number VARCHAR(20) NOT NULL,
-    text_hash CHAR(16) NOT NULL,
+    """CREATE TABLE IF NOT EXISTS {table}_leases (
+    ti_key CHAR(32) NOT NULL PRIMARY KEY,
     dag_id VARCHAR(250) NOT NULL,
     run_id VARCHAR(250) NOT NULL,
     task_id VARCHAR(250) NOT NULL,
     map_index INTEGER NOT NULL,
+    holder CHAR(32) NOT NULL,
+    taken_at TIMESTAMP NOT NULL,
+    last_claim_at TIMESTAMP
+)""",
+    """CREATE TABLE IF NOT EXISTS {table} (
+    claim_id CHAR(32) NOT NULL PRIMARY KEY,
+    ti_key CHAR(32) NOT NULL,
+    text_hash CHAR(16) NOT NULL,
+    numbers TEXT NOT NULL,
     claimed_at TIMESTAMP NOT NULL
 )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS ux_{table}_key "
-    "ON {table} (ti_key, destination_number, text_hash)",
+    "CREATE INDEX IF NOT EXISTS ix_{table}_key ON {table} (ti_key)",
     """CREATE TABLE IF NOT EXISTS {table}_outcomes (
     ti_key CHAR(32) NOT NULL,
     text_hash CHAR(16) NOT NULL,
@@ -75,6 +84,10 @@ _PRECEDENCE = {ACCEPTED: 3, FAILED: 2, UNKNOWN: 1}
 
 class LedgerError(VoximplantError):
     """The send ledger could not be read or written."""
+
+
+class _LeaseLost(Exception):
+    """A newer try of this task instance took the lease over; this try may claim nothing more."""
 
 
 @dataclass(frozen=True)
@@ -116,15 +129,18 @@ class SendLedger:
     def __init__(self, conn_id: str, key: TaskInstanceKey, table: str = "voxsms_send_ledger"):
         check_table_name(f"{table}_outcomes")
         self.conn_id, self.key, self.table = conn_id, key, table
+        self.holder = uuid.uuid4().hex  # this try, in the lease table
         self._jobs: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
         self.write_errors: list[str] = []
-        self._claimed: set[tuple[str, tuple[str, ...]]] = set()  # batches this try claimed
+        self._claims: dict[tuple[str, tuple[str, ...]], str] = {}  # this try's batch -> claim_id
+        self._lease_lost = False
 
     # -- reading ------------------------------------------------------------------------------
 
     def open(self) -> pd.DataFrame:
-        """Create the table if absent and return this task instance's rows from earlier tries.
+        """Create the tables if absent, take this task instance's lease over and return what
+        earlier tries claimed and learnt.
 
         Raises :class:`LedgerError` (before anything is sent) when the database is unreachable.
         """
@@ -132,19 +148,14 @@ class SendLedger:
             self._hook = db_api_hook(self.conn_id)
             with transactional(self._hook) as conn:
                 ensure_schema(conn, [s.format(table=self.table) for s in _SCHEMA])
-                with closing(conn.cursor()) as cur:
-                    where = f"WHERE ti_key = {self._hook.placeholder}"
-                    cur.execute(
-                        f"SELECT destination_number, text_hash, claimed_at FROM {self.table} {where}",
-                        (self.key.digest,),
-                    )
-                    claims = cur.fetchall()
-                    cur.execute(
-                        f"SELECT text_hash, outcome FROM {self.table}_outcomes {where}",
-                        (self.key.digest,),
-                    )
-                    outcomes = cur.fetchall()
-                conn.commit()
+                for attempt in (1, 2):
+                    try:
+                        claims, outcomes = self._take_lease(conn)
+                        break
+                    except Exception as err:  # another try's first open inserted the lease
+                        conn.rollback()
+                        if attempt == 2 or not is_unique_violation(err):
+                            raise
         except Exception as err:
             raise LedgerError(
                 f"The send ledger on connection {self.conn_id!r} is unavailable "
@@ -155,40 +166,87 @@ class SendLedger:
         self._writer.start()
         return _previous(claims, outcomes)
 
+    def _take_lease(self, conn: Any) -> tuple[list, list]:
+        """In one transaction: make this try the lease holder, then read the earlier rows.
+
+        Taking the lease waits for a claim in progress (it locks the same row), so the read
+        that follows sees every claim the previous holder will ever commit.
+        """
+        k, mark = self.key, self._hook.placeholder
+        with closing(conn.cursor()) as cur:
+            cur.execute(
+                f"UPDATE {self.table}_leases SET holder = {mark}, taken_at = {mark} "
+                f"WHERE ti_key = {mark}",
+                (self.holder, _now(), k.digest),
+            )
+            if cur.rowcount == 0:
+                cur.execute(
+                    f"INSERT INTO {self.table}_leases (ti_key, dag_id, run_id, task_id, "
+                    f"map_index, holder, taken_at) VALUES ({self._marks(7)})",
+                    (k.digest, k.dag_id, k.run_id, k.task_id, k.map_index, self.holder, _now()),
+                )
+            where = f"WHERE ti_key = {mark}"
+            cur.execute(
+                f"SELECT text_hash, numbers, claimed_at FROM {self.table} {where}", (k.digest,)
+            )
+            claims = cur.fetchall()
+            cur.execute(
+                f"SELECT text_hash, outcome FROM {self.table}_outcomes {where}", (k.digest,)
+            )
+            outcomes = cur.fetchall()
+        conn.commit()
+        return claims, outcomes
+
     # -- writing ------------------------------------------------------------------------------
 
     def claim(self, batch: Batch) -> bool:
         """Record a batch as in flight, committed, before it is sent.
 
-        Returns False when another try of this task instance holds some of its numbers.
+        Returns False when a newer try of this task instance has taken the lease over: that
+        try owns the numbers this one has not claimed yet.
         """
-        now, digest, tx, k = _now(), self.key.digest, text_hash(batch.text), self.key
-        rows = [
-            (digest, n, tx, k.dag_id, k.run_id, k.task_id, k.map_index, now) for n in batch.numbers
-        ]
-        sql = (
-            f"INSERT INTO {self.table} (ti_key, destination_number, text_hash, dag_id, run_id, "
-            f"task_id, map_index, claimed_at) VALUES ({self._marks(8)})"
+        if self._lease_lost:
+            return False
+        mark, claim_id, now = self._hook.placeholder, uuid.uuid4().hex, _now()
+        lock = (
+            f"UPDATE {self.table}_leases SET last_claim_at = {mark} "
+            f"WHERE ti_key = {mark} AND holder = {mark}"
         )
-        claimed = self._submit(lambda cur: cur.executemany(sql, rows), wait=True)
-        if claimed:
-            self._claimed.add((batch.text, batch.numbers))
-        return claimed
+        insert = (
+            f"INSERT INTO {self.table} (claim_id, ti_key, text_hash, numbers, claimed_at) "
+            f"VALUES ({self._marks(5)})"
+        )
+        row = (claim_id, self.key.digest, text_hash(batch.text), _json(batch.numbers), now)
+
+        def apply(cur: Any) -> None:
+            cur.execute(lock, (now, self.key.digest, self.holder))
+            if cur.rowcount != 1:
+                raise _LeaseLost
+            cur.execute(insert, row)
+
+        try:
+            self._submit(apply, wait=True)
+        except _LeaseLost:
+            self._lease_lost = True
+            log.warning(
+                "A newer try of this task instance took the send ledger over; this try sends "
+                "nothing more."
+            )
+            return False
+        self._claims[(batch.text, batch.numbers)] = claim_id
+        return True
 
     def record(self, outcome: BatchOutcome) -> None:
         """Record a batch's outcome (queued; committed with the next group)."""
-        tx, digest = text_hash(outcome.batch.text), self.key.digest
-        if not outcome.sent:  # never reached the API: forget the claims, a retry sends them
-            if (outcome.batch.text, outcome.batch.numbers) not in self._claimed:
+        if not outcome.sent:  # never reached the API: forget the claim, a retry sends it
+            claim_id = self._claims.get((outcome.batch.text, outcome.batch.numbers))
+            if claim_id is None:
                 return  # claimed by nobody, or by another try: not ours to delete
-            where = f"ti_key = {self._hook.placeholder} AND destination_number = "
-            where += f"{self._hook.placeholder} AND text_hash = {self._hook.placeholder}"
-            sql = f"DELETE FROM {self.table} WHERE {where}"
-            rows = [(digest, n, tx) for n in outcome.batch.numbers]
-            self._submit(lambda cur: cur.executemany(sql, rows), wait=False)
+            sql = f"DELETE FROM {self.table} WHERE claim_id = {self._hook.placeholder}"
+            self._submit(lambda cur: cur.execute(sql, (claim_id,)), wait=False)
             return
         payload = {ACCEPTED: outcome.accepted, FAILED: outcome.failed, UNKNOWN: outcome.unknown}
-        self._submit(self._insert_outcome(tx, payload), wait=False)
+        self._submit(self._insert_outcome(text_hash(outcome.batch.text), payload), wait=False)
 
     def resolve(self, found: dict[tuple[str, str], int], still_unknown: list[tuple[str, str]]):
         """After reconciliation: in-flight rows found in the API's history are ``accepted``
@@ -210,7 +268,7 @@ class SendLedger:
             f"INSERT INTO {self.table}_outcomes (ti_key, text_hash, outcome, recorded_at) "
             f"VALUES ({self._marks(4)})"
         )
-        row = (self.key.digest, tx, json.dumps(payload, separators=(",", ":")), _now())
+        row = (self.key.digest, tx, _json(payload), _now())
         return lambda cur: cur.execute(sql, row)
 
     def close(self) -> None:
@@ -232,22 +290,22 @@ class SendLedger:
     def _marks(self, count: int) -> str:
         return ", ".join([self._hook.placeholder] * count)
 
-    def _submit(self, apply: Callable[[Any], None] | None, *, wait: bool) -> Any:
+    def _submit(self, apply: Callable[[Any], None] | None, *, wait: bool) -> Future:
+        """Queue a write for the writer thread; with ``wait``, until it is committed."""
         if self._writer is None:
             raise LedgerError("the send ledger is not open")
         future: Future = Future()
         self._jobs.put((apply, future, wait))
-        if not wait:
-            return future
-        try:
-            future.result()
-            return True
-        except Exception as err:
-            if is_unique_violation(err):
-                return False
-            raise LedgerError(
-                f"Writing the send ledger failed: {type(err).__name__}: {err}"
-            ) from None
+        if wait:
+            try:
+                future.result()
+            except _LeaseLost:
+                raise
+            except Exception as err:
+                raise LedgerError(
+                    f"Writing the send ledger failed: {type(err).__name__}: {err}"
+                ) from None
+        return future
 
     def _write_loop(self) -> None:
         jobs: list = []
@@ -298,7 +356,7 @@ class SendLedger:
                     future.set_exception(err)
                 raise err from None
             if len(jobs) == 1:
-                if not is_unique_violation(err):
+                if not isinstance(err, _LeaseLost):
                     self.write_errors.append(f"{type(err).__name__}: {err}")
                     log.error("Send ledger write failed: %s: %s", type(err).__name__, err)
                 jobs[0][1].set_exception(err)
@@ -324,8 +382,12 @@ def _commit_groups(jobs: list) -> list[list]:
     return [*groups, outcomes] if outcomes else groups
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _previous(claims: list, outcomes: list) -> pd.DataFrame:
-    """Earlier tries' numbers: each claim with its best-known outcome, or ``in_flight``."""
+    """Earlier tries' numbers: each claimed number with its best-known outcome, or ``in_flight``."""
     best: dict[tuple[str, str], tuple] = {}
     for tx, raw in outcomes:
         for status, entries in json.loads(raw).items():
@@ -334,11 +396,12 @@ def _previous(claims: list, outcomes: list) -> pd.DataFrame:
                 if key not in best or _PRECEDENCE[status] > _PRECEDENCE[best[key][0]]:
                     best[key] = (status, *details)
     rows = []
-    for number, tx, claimed_at in claims:
-        status, *details = best.get((number, tx), (IN_FLIGHT,))
-        message_id = details[0] if status == ACCEPTED else None
-        error_code = details[0] if status == FAILED else None
-        rows.append((number, tx, status, message_id, error_code, claimed_at))
+    for tx, numbers, claimed_at in claims:
+        for number in json.loads(numbers):
+            status, *details = best.get((number, tx), (IN_FLIGHT,))
+            message_id = details[0] if status == ACCEPTED else None
+            error_code = details[0] if status == FAILED else None
+            rows.append((number, tx, status, message_id, error_code, claimed_at))
     frame = pd.DataFrame(rows, columns=[*COLUMNS, "claimed_at"])
     frame["claimed_at"] = pd.to_datetime(frame["claimed_at"], utc=True)
     return frame

@@ -53,14 +53,74 @@ def test_claims_and_outcomes_round_trip(ledger_conn):
     assert previous.claimed_at.notna().all()
 
 
-def test_a_second_claim_of_the_same_numbers_loses(ledger_conn):
-    ours, theirs = SendLedger(ledger_conn, KEY), SendLedger(ledger_conn, KEY)
-    ours.open(), theirs.open()
-    assert ours.claim(batch(1))
-    assert not theirs.claim(batch(1)), "another try of the same task instance holds them"
-    assert theirs.claim(batch(2))
-    assert ours.claim(batch(1, text="other text")), "a different text is a different message"
-    ours.close(), theirs.close()
+def test_the_newest_try_takes_the_lease_over(ledger_conn):
+    older, newer = SendLedger(ledger_conn, KEY), SendLedger(ledger_conn, KEY)
+    older.open()
+    assert older.claim(batch(1))
+    assert set(newer.open().destination_number) == set(batch(1).numbers)
+    assert not older.claim(batch(2)), "the older try lost its lease and claims nothing more"
+    assert not older.claim(batch(3))
+    assert newer.claim(batch(2))
+    older.close(), newer.close()
+    assert set(SendLedger(ledger_conn, KEY).open().destination_number) == {
+        *batch(1).numbers,
+        *batch(2).numbers,
+    }
+
+
+def test_a_takeover_sees_every_claim_the_older_try_made(ledger_conn):
+    """Race a takeover against a try claiming as fast as it can: every claim the older try was
+    told succeeded must be in what the newer try read, or both would send those numbers."""
+    for round_ in range(8):
+        key = TaskInstanceKey("dag", f"race-{round_}", "send", -1)
+        older, newer = SendLedger(ledger_conn, key), SendLedger(ledger_conn, key)
+        older.open()
+        claimed: list[Batch] = []
+        started = threading.Event()
+
+        def claim_until_lost(older=older, claimed=claimed, started=started) -> None:
+            for i in range(10_000):
+                if not older.claim(batch(i)):
+                    return
+                claimed.append(batch(i))
+                started.set()
+
+        claimer = threading.Thread(target=claim_until_lost)
+        claimer.start()
+        started.wait(timeout=30)
+        seen = set(newer.open().destination_number)
+        claimer.join(timeout=60)
+        older.close(), newer.close()
+        assert claimed and not claimer.is_alive()
+        told_claimed = {n for b in claimed for n in b.numbers}
+        assert told_claimed <= seen, f"round {round_}: {len(told_claimed - seen)} numbers lost"
+
+
+def test_tries_opening_at_once_leave_exactly_one_lease_holder(ledger_conn):
+    """The first open of a task instance inserts its lease row; tries racing to insert it
+    must all open, and exactly one of them may claim."""
+    for round_ in range(10):
+        key = TaskInstanceKey("dag", f"first-open-{round_}", "send", -1)
+        tries = [SendLedger(ledger_conn, key) for _ in range(6)]
+        gate, errors = threading.Barrier(len(tries)), []
+
+        def open_at_once(ledger: SendLedger, gate=gate, errors=errors) -> None:
+            gate.wait()
+            try:
+                ledger.open()
+            except BaseException as err:
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_at_once, args=(t,)) for t in tries]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == [], f"round {round_}"
+        holders = [i for i, ledger in enumerate(tries) if ledger.claim(batch(i))]
+        for ledger in tries:
+            ledger.close()
+        assert len(holders) == 1, f"round {round_}"
 
 
 def test_another_run_is_another_campaign(ledger_conn):
