@@ -62,7 +62,10 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
         from airflow_provider_voxsms.sql import db_api_hook
 
         monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", request.getfixturevalue("postgres_uri"))
-        for table in ("sms_failed_numbers", "voxsms_send_ledger"):
+        for table in (
+            "sms_failed_numbers",
+            *(f"voxsms_send_ledger{s}" for s in ("", "_leases", "_outcomes")),
+        ):
             db_api_hook("voxsms_db").run(f"DROP TABLE IF EXISTS {table}")
     return "voxsms_db"
 

@@ -10,8 +10,10 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -217,3 +219,67 @@ def test_a_ledger_write_failure_still_pushes_the_outputs_then_fails(
     tis = run_dag(campaign("voxsms_fault_ledger_write", recipients=NUMBERS[:300]))
     assert tis["send"].state == "failed"
     assert len(xcom(tis["send"], "accepted_numbers")) == 300, "outputs were pushed first"
+
+
+@dataclass
+class RunningTry:
+    """One try of task instance dag/run/send, as a worker runs it: ``execute()`` in a thread.
+
+    Two tries of one task instance running at once (a worker Airflow gave up on, still
+    sending, and its retry) cannot be staged with ``dag.test()``, which runs one try at a time;
+    everything else here is real: HTTP to the emulator and the ledger database.
+    """
+
+    xcoms: dict = field(default_factory=dict)
+    dag_id: str = "voxsms_fault_two_tries"
+    run_id: str = "manual__2026-01-01"
+    task_id: str = "send"
+    map_index: int = -1
+
+    def xcom_push(self, key: str, value) -> None:
+        self.xcoms[key] = value
+
+    def start(self, operator: A2PSendSmsOperator) -> threading.Thread:
+        def run() -> None:
+            self.xcoms["return_value"] = operator.execute({"ti": self})
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+
+def test_an_older_try_still_running_never_sends_what_the_newer_try_sends(
+    voximplant_conn, voxsms_db
+):
+    """A newer try starts while the older one is still sending: the newer takes the ledger
+    over, the older stops claiming, and every number is sent at most once and accounted for."""
+    numbers = NUMBERS[:600] + [f"4474455{i:05d}" for i in range(2400)]
+    voximplant_conn.state.set_faults(latency_ms=50)
+
+    def operator() -> A2PSendSmsOperator:
+        return A2PSendSmsOperator(
+            task_id="send",
+            recipients=numbers,
+            text="Two tries",
+            src_number="VoxDemo",
+            ledger_conn_id=voxsms_db,
+            max_concurrency=2,
+        )
+
+    older, newer = RunningTry(), RunningTry()
+    older_thread = older.start(operator())
+    wait_for(lambda: len(sent_counts(voximplant_conn)) >= 500, seconds=60)
+    newer.start(operator()).join(timeout=120)
+    older_thread.join(timeout=120)
+
+    sent = sent_counts(voximplant_conn)
+    assert set(sent.values()) == {1}, "zero duplicates"
+    first, second = older.xcoms["return_value"], newer.xcoms["return_value"]
+    assert_exact_accounting(first), assert_exact_accounting(second)
+    assert 500 <= first["accepted"] < len(numbers), "the older try was stopped mid-run"
+    accepted = set(newer.xcoms["accepted_numbers"]["destination_number"])
+    unknown = set(newer.xcoms["unknown_numbers"]["destination_number"])
+    assert accepted | unknown == set(numbers), "zero lost"
+    assert accepted <= set(sent) <= accepted | unknown
+    # Only batches the older try had claimed and not yet answered can be unknown.
+    assert second["unknown"] <= 2 * 100
