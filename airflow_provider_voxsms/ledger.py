@@ -2,7 +2,7 @@
 
 Three tables. ``<table>_leases`` has one row per task instance (dag_id, run_id, task_id,
 map_index) naming the try that holds it: each try takes the lease over when it opens the
-ledger, so the newest try wins. ``<table>`` holds one claim row per batch (its numbers as
+ledger, so the newest try wins. ``<table>_claims`` holds one claim row per batch (its numbers as
 JSON), committed before the batch's request goes out, in a transaction that first locks the
 lease row and finds it still ours; a try that lost its lease claims nothing more, and the try
 that took it over read every claim committed before the takeover. ``<table>_outcomes`` holds
@@ -60,14 +60,14 @@ _SCHEMA = (
     taken_at TIMESTAMP NOT NULL,
     last_claim_at TIMESTAMP
 )""",
-    """CREATE TABLE IF NOT EXISTS {table} (
+    """CREATE TABLE IF NOT EXISTS {table}_claims (
     claim_id CHAR(32) NOT NULL PRIMARY KEY,
     ti_key CHAR(32) NOT NULL,
     text_hash CHAR(16) NOT NULL,
     numbers TEXT NOT NULL,
     claimed_at TIMESTAMP NOT NULL
 )""",
-    "CREATE INDEX IF NOT EXISTS ix_{table}_key ON {table} (ti_key)",
+    "CREATE INDEX IF NOT EXISTS ix_{table}_claims_key ON {table}_claims (ti_key)",
     """CREATE TABLE IF NOT EXISTS {table}_outcomes (
     ti_key CHAR(32) NOT NULL,
     text_hash CHAR(16) NOT NULL,
@@ -123,7 +123,8 @@ class SendLedger:
 
     :param conn_id: a connection whose hook is a common-sql ``DbApiHook``.
     :param key: the task instance the rows belong to.
-    :param table: the ledger table, created if absent.
+    :param table: prefix of the ledger's tables (``_leases``, ``_claims``, ``_outcomes``),
+        created if absent.
     """
 
     def __init__(self, conn_id: str, key: TaskInstanceKey, table: str = "voxsms_send_ledger"):
@@ -187,7 +188,8 @@ class SendLedger:
                 )
             where = f"WHERE ti_key = {mark}"
             cur.execute(
-                f"SELECT text_hash, numbers, claimed_at FROM {self.table} {where}", (k.digest,)
+                f"SELECT text_hash, numbers, claimed_at FROM {self.table}_claims {where}",
+                (k.digest,),
             )
             claims = cur.fetchall()
             cur.execute(
@@ -213,7 +215,7 @@ class SendLedger:
             f"WHERE ti_key = {mark} AND holder = {mark}"
         )
         insert = (
-            f"INSERT INTO {self.table} (claim_id, ti_key, text_hash, numbers, claimed_at) "
+            f"INSERT INTO {self.table}_claims (claim_id, ti_key, text_hash, numbers, claimed_at) "
             f"VALUES ({self._marks(5)})"
         )
         row = (claim_id, self.key.digest, text_hash(batch.text), _json(batch.numbers), now)
@@ -242,7 +244,7 @@ class SendLedger:
             claim_id = self._claims.get((outcome.batch.text, outcome.batch.numbers))
             if claim_id is None:
                 return  # claimed by nobody, or by another try: not ours to delete
-            sql = f"DELETE FROM {self.table} WHERE claim_id = {self._hook.placeholder}"
+            sql = f"DELETE FROM {self.table}_claims WHERE claim_id = {self._hook.placeholder}"
             self._submit(lambda cur: cur.execute(sql, (claim_id,)), wait=False)
             return
         payload = {ACCEPTED: outcome.accepted, FAILED: outcome.failed, UNKNOWN: outcome.unknown}

@@ -55,7 +55,8 @@ class A2PSendSmsOperator(BaseOperator):
     :param ledger_conn_id: SQL connection (SQLite, PostgreSQL, ...) for the send ledger that
         makes retries and cleared tasks of the same DAG run safe: they skip what earlier tries
         settled and never re-send a number that may have gone out. Strongly recommended.
-    :param ledger_table: the ledger table, created if absent.
+    :param ledger_table: prefix of the send ledger's tables (``<prefix>_leases``, ``_claims``,
+        ``_outcomes``), created if absent.
     """
 
     template_fields: Sequence[str] = (
