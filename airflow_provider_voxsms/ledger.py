@@ -12,8 +12,8 @@ API is deleted, so a retry sends it. A retry therefore skips everything it finds
 sends a claimed number again; a claimed number without an outcome is ``in_flight``. A new DAG
 run is a new campaign.
 
-Writes go through one background thread with its own connection. Each claim is committed on
-its own, as soon as it arrives (its sender waits for it); outcomes queue up and share a commit.
+Writes go through one background thread with its own connection. Claims that arrive together
+share a commit, which their senders wait for; outcomes queue up and share another.
 """
 
 from __future__ import annotations
@@ -368,20 +368,15 @@ class SendLedger:
 
 
 def _commit_groups(jobs: list) -> list[list]:
-    """Each claim in a transaction of its own, outcomes together.
+    """The claims waiting together in one transaction, then the outcomes in another.
 
-    A sender waits for its claim's commit. Committing the claims of senders that arrive
-    together as one group would release them together, keep them in step and make each wait
-    for all; one by one, the first goes at once and the senders drift apart.
+    A sender waits for its claim's commit, and a commit (a flush to disk) costs about as much
+    as the one-row inserts of all the claims that queued during the previous one: grouped,
+    sixteen senders arriving at once wait for one commit instead of up to sixteen.
     """
-    groups: list[list] = []
-    outcomes: list = []
-    for job in jobs:
-        if job[2]:  # someone waits for it: a claim
-            groups.append([job])
-        else:
-            outcomes.append(job)
-    return [*groups, outcomes] if outcomes else groups
+    claims = [job for job in jobs if job[2]]  # someone waits for it
+    outcomes = [job for job in jobs if not job[2]]
+    return [group for group in (claims, outcomes) if group]
 
 
 def _json(value: Any) -> str:
