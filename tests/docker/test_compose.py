@@ -390,8 +390,10 @@ def test_voximplant_connection_reads_the_emulators_key_file_over_tls():
     assert argv[argv.index("--public-host") + 1] == "voxsms-emulator"
     assert conn.host == f"https://voxsms-emulator:{port}/platform_api"
     assert validate_base_url(conn.host) == conn.host
-    assert COMMON_ENV["REQUESTS_CA_BUNDLE"] == f"{state_dir}/tls/ca.pem"
+    assert conn.extra_dejson["ca_bundle"] == f"{state_dir}/tls/ca.pem"
     assert conn.extra_dejson["credentials_path"] == f"{state_dir}/credentials.json"
+    # Only this connection trusts the emulator's CA: other HTTPS clients keep the public CAs.
+    assert not {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"} & set(COMMON_ENV)
     assert not conn.password
     # The Airflow containers see the emulator's state volume, read-only, at the same path,
     # and run as the same user (credentials.json is mode 0600).
@@ -424,8 +426,7 @@ def test_real_account_settings_from_env_example():
 
     example = (DOCKER / ".env.example").read_text()
     line = re.search(r"^#VOXIMPLANT_CONN='(.*)'$", example, re.M).group(1)
-    assert re.search(r"^#VOXIMPLANT_CA_BUNDLE=$", example, re.M)
-    dotenv = {"VOXIMPLANT_CONN": line, "VOXIMPLANT_CA_BUNDLE": ""}
+    dotenv = {"VOXIMPLANT_CONN": line}
     env = SERVICES["airflow-worker"]["environment"]
     conn = _connection(
         "voximplant_default", interpolate(env["AIRFLOW_CONN_VOXIMPLANT_DEFAULT"], dotenv)
@@ -433,7 +434,7 @@ def test_real_account_settings_from_env_example():
     assert conn.conn_type == VoximplantHook.conn_type
     assert validate_base_url(conn.host) == "https://api.voximplant.com/platform_api"
     assert set(json.loads(conn.password)) >= {"account_id", "key_id", "private_key"}
-    assert interpolate(env["REQUESTS_CA_BUNDLE"], dotenv) == ""  # requests' own CA bundle
+    assert "ca_bundle" not in conn.extra_dejson  # the public CAs
 
 
 def test_voxsms_db_connection_is_the_database_the_init_script_creates():
