@@ -100,7 +100,11 @@ def log_failed_numbers(
     insert_sql = hook.dialect.generate_insert_sql(table, _TABLE_COLUMNS, list(_TABLE_COLUMNS))
 
     with transactional(hook) as conn:
-        ensure_schema(conn, [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)])
+        ensure_schema(
+            conn,
+            [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
+            probe=f"SELECT dag_id FROM {table} WHERE 1 = 0",
+        )
         with closing(conn.cursor()) as cur:
             cur.execute(delete_sql, key)
             for batch in _batches(rows, _BATCH_ROWS):

@@ -2,7 +2,7 @@
 
 Three tables. ``<table>_leases`` has one row per task instance (dag_id, run_id, task_id,
 map_index) naming the try that holds it: each try takes the lease over when it opens the
-ledger, so the newest try wins. ``<table>_claims`` holds one claim row per batch (its numbers as
+ledger, so the last to open (a retry starts after the try before it) holds it. ``<table>_claims`` holds one claim row per batch (its numbers as
 JSON), committed before the batch's request goes out, in a transaction that first locks the
 lease row and finds it still ours; a try that lost its lease claims nothing more, and the try
 that took it over read every claim committed before the takeover. ``<table>_outcomes`` holds
@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,17 +49,8 @@ log = logging.getLogger(__name__)
 IN_FLIGHT, ACCEPTED, FAILED, UNKNOWN = "in_flight", "accepted", "failed", "unknown"
 MAX_JOBS_PER_COMMIT = 256
 
+# The leases table comes last: when it exists, so does everything before it.
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {table}_leases (
-    ti_key CHAR(32) NOT NULL PRIMARY KEY,
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    map_index INTEGER NOT NULL,
-    holder CHAR(32) NOT NULL,
-    taken_at TIMESTAMP NOT NULL,
-    last_claim_at TIMESTAMP
-)""",
     """CREATE TABLE IF NOT EXISTS {table}_claims (
     claim_id CHAR(32) NOT NULL PRIMARY KEY,
     ti_key CHAR(32) NOT NULL,
@@ -75,6 +66,16 @@ _SCHEMA = (
     recorded_at TIMESTAMP NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS ix_{table}_outcomes_key ON {table}_outcomes (ti_key)",
+    """CREATE TABLE IF NOT EXISTS {table}_leases (
+    ti_key CHAR(32) NOT NULL PRIMARY KEY,
+    dag_id VARCHAR(250) NOT NULL,
+    run_id VARCHAR(250) NOT NULL,
+    task_id VARCHAR(250) NOT NULL,
+    map_index INTEGER NOT NULL,
+    holder CHAR(32) NOT NULL,
+    taken_at TIMESTAMP NOT NULL,
+    last_claim_at TIMESTAMP
+)""",
 )
 COLUMNS = ("destination_number", "text_hash", "status", "message_id", "error_code")
 # When a number has outcomes from several rows (a batch said unknown, a later reconciliation
@@ -148,13 +149,18 @@ class SendLedger:
         try:
             self._hook = db_api_hook(self.conn_id)
             with transactional(self._hook) as conn:
-                ensure_schema(conn, [s.format(table=self.table) for s in _SCHEMA])
+                ensure_schema(
+                    conn,
+                    [s.format(table=self.table) for s in _SCHEMA],
+                    probe=f"SELECT ti_key FROM {self.table}_leases WHERE 1 = 0",
+                )
                 for attempt in (1, 2):
                     try:
                         claims, outcomes = self._take_lease(conn)
                         break
                     except Exception as err:  # another try's first open inserted the lease
-                        conn.rollback()
+                        with suppress(Exception):  # a dead connection must not hide err
+                            conn.rollback()
                         if attempt == 2 or not is_unique_violation(err):
                             raise
         except Exception as err:
@@ -231,8 +237,8 @@ class SendLedger:
         except _LeaseLost:
             self._lease_lost = True
             log.warning(
-                "A newer try of this task instance took the send ledger over; this try sends "
-                "nothing more."
+                "A newer try of this task instance took the send ledger over; this try claims "
+                "nothing more and reports its unclaimed numbers as unknown."
             )
             return False
         self._claims[(batch.text, batch.numbers)] = claim_id
@@ -353,7 +359,9 @@ class SendLedger:
         except Exception as err:
             try:
                 conn.rollback()
-            except Exception:  # the connection itself is gone: fail these jobs, then stop
+            except Exception as gone:  # the connection itself is gone: fail these jobs, stop
+                if isinstance(err, _LeaseLost):
+                    err = gone  # the dead connection, not the lease, is what stops the writer
                 for _, future, _ in jobs:
                     future.set_exception(err)
                 raise err from None
@@ -368,13 +376,14 @@ class SendLedger:
 
 
 def _commit_groups(jobs: list) -> list[list]:
-    """The claims waiting together in one transaction, then the outcomes in another.
+    """The writes someone waits for (claims, reconciliation results) in one transaction, then
+    the queued outcomes in another.
 
     A sender waits for its claim's commit, and a commit (a flush to disk) costs about as much
     as the one-row inserts of all the claims that queued during the previous one: grouped,
     sixteen senders arriving at once wait for one commit instead of up to sixteen.
     """
-    claims = [job for job in jobs if job[2]]  # someone waits for it
+    claims = [job for job in jobs if job[2]]
     outcomes = [job for job in jobs if not job[2]]
     return [group for group in (claims, outcomes) if group]
 

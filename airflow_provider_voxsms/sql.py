@@ -50,12 +50,23 @@ def transactional(hook: DbApiHook) -> Iterator[Any]:
             raise
 
 
-def ensure_schema(conn: Any, statements: Sequence[str]) -> None:
-    """Run ``CREATE ... IF NOT EXISTS`` statements, committed on their own.
+def ensure_schema(conn: Any, statements: Sequence[str], *, probe: str) -> None:
+    """Run ``CREATE ... IF NOT EXISTS`` statements, committed on their own, unless ``probe``
+    (a SELECT from the object they create last) shows that they already ran.
 
-    Two tasks creating the same table at the same moment can make PostgreSQL's
-    ``IF NOT EXISTS`` fail in the loser; its second try then finds the table.
+    Skipping them matters on PostgreSQL: ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on
+    its table even when the index exists, so every task would wait for other tasks' open
+    writes to that table, and could deadlock with them. Two tasks creating the same table at
+    the same moment can make ``IF NOT EXISTS`` fail in the loser; its second try finds it.
     """
+    try:
+        with closing(conn.cursor()) as cur:
+            cur.execute(probe)
+            cur.fetchall()
+        conn.commit()
+        return
+    except Exception:
+        conn.rollback()
     for attempt in (1, 2):
         try:
             with closing(conn.cursor()) as cur:

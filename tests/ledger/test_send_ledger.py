@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -96,6 +97,41 @@ def test_a_takeover_sees_every_claim_the_older_try_made(ledger_conn):
         assert told_claimed <= seen, f"round {round_}: {len(told_claimed - seen)} numbers lost"
 
 
+def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
+    """Claims queued while the writer waits for the lease row share the next commit; when a
+    takeover holds the row and commits first, the whole group must fail, each claim False."""
+    from airflow_provider_voxsms.sql import db_api_hook, transactional
+
+    key = TaskInstanceKey("dag", "queued-group", "send", -1)
+    older = SendLedger(ledger_conn, key)
+    older.open()
+    told: dict[int, bool] = {}
+
+    def claim(i: int) -> None:
+        told[i] = older.claim(batch(i))
+
+    hook = db_api_hook(ledger_conn)
+    with transactional(hook) as takeover:  # what a newer try's open() does, held open
+        takeover.cursor().execute(
+            f"UPDATE voxsms_send_ledger_leases SET holder = {hook.placeholder} "
+            f"WHERE ti_key = {hook.placeholder}",
+            ("newer-try".ljust(32, "0"), key.digest),
+        )
+        first = threading.Thread(target=claim, args=(0,))
+        first.start()
+        time.sleep(0.3)  # the writer waits for the lease row with claim 0
+        queued = [threading.Thread(target=claim, args=(i,)) for i in range(1, 9)]
+        for t in queued:
+            t.start()
+        time.sleep(0.3)  # claims 1-8 queue up behind it: the next group
+        takeover.commit()
+    for t in [first, *queued]:
+        t.join(timeout=30)
+    older.close()
+    assert told == dict.fromkeys(range(9), False)
+    assert SendLedger(ledger_conn, key).open().empty, "nothing was claimed"
+
+
 def test_tries_opening_at_once_leave_exactly_one_lease_holder(ledger_conn):
     """The first open of a task instance inserts its lease row; tries racing to insert it
     must all open, and exactly one of them may claim."""
@@ -164,6 +200,44 @@ def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_con
         assert len(rows) == 4000 and set(rows.status) == {"accepted"}
 
 
+def test_an_instance_never_waits_for_another_instances_open_transaction(ledger_conn, request):
+    """On PostgreSQL a mapped instance opening or claiming must not wait for another one's
+    uncommitted writes (``CREATE INDEX IF NOT EXISTS`` would: it locks the whole table)."""
+    if "sqlite" in request.node.callspec.id:
+        pytest.skip("SQLite serialises writers by design; parallel writers are a PostgreSQL case")
+    from airflow_provider_voxsms.sql import db_api_hook, transactional
+
+    running = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 3))
+    running.open()
+    other = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 1))
+    other.open()
+    other.close()
+    hook = db_api_hook(ledger_conn)
+    with transactional(hook) as stalled:  # instance 1's writer, mid-transaction, frozen
+        cur = stalled.cursor()
+        cur.execute(
+            f"INSERT INTO voxsms_send_ledger_claims VALUES ({', '.join([hook.placeholder] * 5)})",
+            ("c" * 32, other.key.digest, "h" * 16, "[]", "2026-01-01 00:00:00"),
+        )
+        cur.execute(
+            f"INSERT INTO voxsms_send_ledger_outcomes VALUES ({', '.join([hook.placeholder] * 4)})",
+            (other.key.digest, "h" * 16, "{}", "2026-01-01 00:00:00"),
+        )
+        done: list[str] = []
+        starting = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 2))
+        steps = [
+            threading.Thread(target=lambda: done.append(starting.open() is not None and "open")),
+            threading.Thread(target=lambda: done.append(running.claim(batch(1)) and "claim")),
+        ]
+        for t in steps:
+            t.start()
+        for t in steps:
+            t.join(timeout=5)
+        stalled.rollback()
+    running.close(), starting.close()
+    assert sorted(done) == ["claim", "open"]
+
+
 def test_unreachable_database_fails_before_anything_is_sent(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", "postgresql://nobody@127.0.0.1:9/none")
     ledger = SendLedger("ledger_db", KEY)
@@ -230,6 +304,50 @@ def test_a_dead_connection_fails_claims_instead_of_hanging(ledger_conn, monkeypa
     assert not claimer.is_alive(), "the claim hung"
     assert isinstance(outcome[0], LedgerError)
     with pytest.raises(LedgerError, match="write"):
+        ledger.close()
+
+
+def test_a_dead_connection_after_a_lost_lease_stops_the_run(ledger_conn, monkeypatch):
+    """A claim finding no lease and then failing to roll back is a dead connection, not a
+    lost lease: the sender gets an error (the run stops) instead of False (carry on)."""
+    import airflow_provider_voxsms.ledger as ledger_module
+
+    real = ledger_module.transactional
+    calls = []
+
+    class NoLeaseCursor:
+        rowcount = 0
+
+        def execute(self, *args):
+            pass
+
+        def close(self):
+            pass
+
+    class DyingConnection:
+        def cursor(self):
+            return NoLeaseCursor()
+
+        def rollback(self):
+            raise ConnectionError("connection already closed")
+
+        def commit(self):
+            raise ConnectionError("connection already closed")
+
+    def transactional(hook):
+        calls.append(hook)
+        if len(calls) == 1:
+            return real(hook)
+        from contextlib import nullcontext
+
+        return nullcontext(DyingConnection())
+
+    monkeypatch.setattr(ledger_module, "transactional", transactional)
+    ledger = SendLedger(ledger_conn, KEY)
+    ledger.open()
+    with pytest.raises(LedgerError, match="connection already closed"):
+        ledger.claim(batch(1))
+    with pytest.raises(LedgerError, match="ConnectionError"):
         ledger.close()
 
 
