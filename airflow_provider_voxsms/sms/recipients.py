@@ -174,21 +174,21 @@ def normalise_phones(values: pd.Series, region: str | None = None) -> tuple[pd.S
     reasons = np.full(len(values), None, dtype=object)
     s = _as_strings(values, reasons)
     present = s.notna().to_numpy(bool)  # boolean .str methods answer False for NaN
-    nonascii = present & ~s.str.isascii().to_numpy(bool)
+    nonascii = s.str.contains(r"[^\x00-\x7f]", na=False).to_numpy(bool)  # pandas 2: no .isascii
     if nonascii.any():
         s = s.copy()
-        s[nonascii] = [_fold(v) for v in s[nonascii]]
+        s.loc[nonascii] = [_fold(v) for v in s[nonascii]]
     folded = s
     messy = present & ~s.str.isdigit().to_numpy(bool)
     if messy.any():
         s = s.copy()
-        s[messy] = _drop_separators(s[messy]).array
+        s.loc[messy] = _drop_separators(s[messy]).array
 
     plus = s.str.startswith("+").to_numpy(bool)
     digits = s.str.removeprefix("+")
     zeros = ~plus & digits.str.startswith("00").to_numpy(bool)
     if zeros.any():
-        digits[zeros] = digits[zeros].str.slice(2).array
+        digits.loc[zeros] = digits[zeros].str.slice(2).array
     intl = plus | zeros
     length = digits.str.len().fillna(0).to_numpy(np.int64)
     isdigit = digits.str.fullmatch("[0-9]+").to_numpy(bool)  # ASCII only: "²" is not a digit
@@ -435,11 +435,11 @@ def _drop_separators(s: pd.Series) -> pd.Series:
     float_text = s.str.fullmatch(_FLOAT_TEXT).to_numpy(bool)
     if float_text.any():
         s = s.copy()
-        s[float_text] = s[float_text].str.slice(0, -2).array
+        s.loc[float_text] = s[float_text].str.slice(0, -2).array
     trunk = s.str.contains("(0)", regex=False).to_numpy(bool)
     if trunk.any():
         s = s.copy()
-        s[trunk] = s[trunk].str.replace(_TRUNK_ZERO, r"\1", regex=True).array
+        s.loc[trunk] = s[trunk].str.replace(_TRUNK_ZERO, r"\1", regex=True).array
     return s.str.replace(_SEPARATORS, "", regex=True)
 
 
@@ -472,7 +472,7 @@ def _parse_with_region(
     resolved = {v: _resolve(v, region) for v in pd.unique(subset)}
     reasons[rows] = [resolved[v][1] for v in subset]
     digits = digits.copy()
-    digits[rows] = pd.array([resolved[v][0] for v in subset], dtype=STR)
+    digits.loc[rows] = pd.array([resolved[v][0] for v in subset], dtype=STR)
     return digits
 
 
