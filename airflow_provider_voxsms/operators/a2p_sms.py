@@ -156,6 +156,7 @@ class A2PSendSmsOperator(BaseOperator):
             )
         if not str(self.src_number or "").strip():
             raise ValueError("src_number (the SenderID) is empty; nothing was sent.")
+        _check_dataframe_xcoms()
 
         report = None
         if not self.dry_run and plan.batches:
@@ -251,3 +252,27 @@ class A2PSendSmsOperator(BaseOperator):
                 f"{ratio:.1%} of recipients failed or were invalid, above "
                 f"fail_on_failed_ratio={self.fail_on_failed_ratio:.1%}. Result: {summary}"
             )
+
+
+def _check_dataframe_xcoms() -> None:
+    """Fail before sending if Airflow cannot store the DataFrames this operator pushes as XComs.
+
+    Airflow 3.2's serialiser predates pandas 3, which renamed DataFrame's module; there the
+    task would send every SMS and then fail on its outputs, and a retry would send them again.
+    A custom XCom backend that serialises values itself is trusted to cope.
+    """
+    import pandas as pd
+    from airflow.sdk.bases.xcom import BaseXCom
+    from airflow.sdk.execution_time.xcom import resolve_xcom_backend
+    from airflow.sdk.serde import serialize
+
+    if resolve_xcom_backend().serialize_value is not BaseXCom.serialize_value:
+        return
+    try:
+        serialize(pd.DataFrame({"destination_number": ["0"]}))
+    except TypeError as err:
+        raise AirflowFailException(
+            f"This Airflow cannot store pandas {pd.__version__} DataFrames as XComs ({err}), and "
+            "A2PSendSmsOperator pushes its outputs as DataFrames. Install pandas<3 or upgrade "
+            "to Airflow 3.3 or later. Nothing was sent."
+        ) from None

@@ -446,6 +446,24 @@ def test_empty_recipients_succeed_with_zero_counts_and_no_request(
     assert set(run.ti.pushed) == {"failed_numbers", "accepted_numbers", "unknown_numbers"}
 
 
+def test_an_airflow_that_cannot_store_dataframe_xcoms_fails_before_sending(
+    voximplant_conn, monkeypatch
+):
+    """Airflow 3.2's serialiser refuses pandas 3 DataFrames (seen in a real 3.2.2 run): the
+    operator must find out before the first SMS, not after the last one."""
+    import airflow.sdk.serde as serde
+    from airflow.sdk.exceptions import AirflowFailException
+
+    def refuse(o, *args, **kwargs):
+        raise TypeError(f"cannot serialize object of type {type(o)}")
+
+    monkeypatch.setattr(serde, "serialize", refuse)
+    run = execute(voximplant_conn, POOL[:3])
+    assert isinstance(run.error, AirflowFailException), repr(run.error)
+    assert "pandas<3" in str(run.error) and "Nothing was sent" in str(run.error)
+    assert run.stats["requests"] == 0 and run.messages == [] and run.ti.pushed == {}
+
+
 BAD_CONTAINERS = [
     ({"phone": POOL[:2]}, ["dict"]),
     (POOL[0], ["str", "wrap a single number in a list"]),
