@@ -8,11 +8,14 @@ import pytest
 
 @pytest.mark.postgres
 def test_postgres_fixture_serves_queries(postgres_uri):
-    import psycopg
+    from contextlib import closing
+
+    import psycopg2  # the driver the test extra declares
 
     assert postgres_uri.startswith("postgresql://postgres@127.0.0.1:")
-    with psycopg.connect(postgres_uri) as conn:
-        assert conn.execute("SELECT 1, current_database()").fetchone() == (1, "voxsms")
+    with closing(psycopg2.connect(postgres_uri)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1, current_database()")
+        assert cur.fetchone() == (1, "voxsms")
 
 
 def test_no_binaries_skips(monkeypatch):
