@@ -269,34 +269,56 @@ def test_a_stopped_try_never_deletes_another_tries_claims(ledger_conn):
     assert rows_by_status(previous) == {"accepted": set(shared.numbers)}
 
 
-def test_a_dead_connection_fails_claims_instead_of_hanging(ledger_conn, monkeypatch):
-    """If the writer's connection dies (even rollback fails), waiting claims get an error."""
+class DeadConnection:
+    """A writer connection the server has dropped: nothing works, not even a rollback."""
+
+    def cursor(self):
+        raise ConnectionError("server closed the connection")
+
+    def rollback(self):
+        raise ConnectionError("connection already closed")
+
+    def commit(self):
+        raise ConnectionError("connection already closed")
+
+
+class DyingConnection(DeadConnection):
+    """Dropped just after a claim's lease check found no lease."""
+
+    class NoLeaseCursor:
+        rowcount = 0
+
+        def execute(self, *args):
+            pass
+
+        def close(self):
+            pass
+
+    def cursor(self):
+        return self.NoLeaseCursor()
+
+
+def open_with_writer_connection(ledger_conn, monkeypatch, connection) -> SendLedger:
+    """Open a ledger through a real connection, then give its writer ``connection``."""
+    from contextlib import nullcontext
+
     import airflow_provider_voxsms.ledger as ledger_module
 
-    real = ledger_module.transactional
-    calls = []
-
-    class DeadConnection:
-        def cursor(self):
-            raise ConnectionError("server closed the connection")
-
-        def rollback(self):
-            raise ConnectionError("connection already closed")
-
-        def commit(self):
-            raise ConnectionError("connection already closed")
+    real, calls = ledger_module.transactional, []
 
     def transactional(hook):
         calls.append(hook)
-        if len(calls) == 1:  # open() reads through a real connection
-            return real(hook)
-        from contextlib import nullcontext
-
-        return nullcontext(DeadConnection())
+        return real(hook) if len(calls) == 1 else nullcontext(connection)
 
     monkeypatch.setattr(ledger_module, "transactional", transactional)
     ledger = SendLedger(ledger_conn, KEY)
     ledger.open()
+    return ledger
+
+
+def test_a_dead_connection_fails_claims_instead_of_hanging(ledger_conn, monkeypatch):
+    """If the writer's connection dies (even rollback fails), waiting claims get an error."""
+    ledger = open_with_writer_connection(ledger_conn, monkeypatch, DeadConnection())
     outcome: list = []
     claimer = threading.Thread(target=lambda: outcome.append(_claim_or_error(ledger, batch(1))))
     claimer.start()
@@ -310,41 +332,7 @@ def test_a_dead_connection_fails_claims_instead_of_hanging(ledger_conn, monkeypa
 def test_a_dead_connection_after_a_lost_lease_stops_the_run(ledger_conn, monkeypatch):
     """A claim finding no lease and then failing to roll back is a dead connection, not a
     lost lease: the sender gets an error (the run stops) instead of False (carry on)."""
-    import airflow_provider_voxsms.ledger as ledger_module
-
-    real = ledger_module.transactional
-    calls = []
-
-    class NoLeaseCursor:
-        rowcount = 0
-
-        def execute(self, *args):
-            pass
-
-        def close(self):
-            pass
-
-    class DyingConnection:
-        def cursor(self):
-            return NoLeaseCursor()
-
-        def rollback(self):
-            raise ConnectionError("connection already closed")
-
-        def commit(self):
-            raise ConnectionError("connection already closed")
-
-    def transactional(hook):
-        calls.append(hook)
-        if len(calls) == 1:
-            return real(hook)
-        from contextlib import nullcontext
-
-        return nullcontext(DyingConnection())
-
-    monkeypatch.setattr(ledger_module, "transactional", transactional)
-    ledger = SendLedger(ledger_conn, KEY)
-    ledger.open()
+    ledger = open_with_writer_connection(ledger_conn, monkeypatch, DyingConnection())
     with pytest.raises(LedgerError, match="connection already closed"):
         ledger.claim(batch(1))
     with pytest.raises(LedgerError, match="ConnectionError"):
