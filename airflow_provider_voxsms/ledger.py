@@ -2,15 +2,15 @@
 
 Three tables. ``<table>_leases`` has one row per task instance (dag_id, run_id, task_id,
 map_index) naming the try that holds it: each try takes the lease over when it opens the
-ledger, so the last to open (a retry starts after the try before it) holds it. ``<table>_claims`` holds one claim row per batch (its numbers as
-JSON), committed before the batch's request goes out, in a transaction that first locks the
-lease row and finds it still ours; a try that lost its lease claims nothing more, and the try
-that took it over read every claim committed before the takeover. ``<table>_outcomes`` holds
-one row per answered batch (accepted numbers with message ids, failed ones with code and
-reason, unknown ones) as compact JSON. The claim of a batch that provably never reached the
-API is deleted, so a retry sends it. A retry therefore skips everything it finds and never
-sends a claimed number again; a claimed number without an outcome is ``in_flight``. A new DAG
-run is a new campaign.
+ledger, so the last to open (a retry starts after the try before it) holds it.
+``<table>_claims`` holds one claim row per batch (its numbers as JSON), committed before the
+batch's request goes out, in a transaction that first locks the lease row and finds it still
+ours; a try that lost its lease claims nothing more, and the try that took it over read every
+claim committed before the takeover. ``<table>_outcomes`` holds one row per answered batch
+(accepted numbers with message ids, failed ones with code and reason, unknown ones) as compact
+JSON. The claim of a batch that provably never reached the API is deleted, so a retry sends
+it. A retry therefore skips everything it finds and never sends a claimed number again; a
+claimed number without an outcome is ``in_flight``. A new DAG run is a new campaign.
 
 Writes go through one background thread with its own connection. Claims that arrive together
 share a commit, which their senders wait for; outcomes queue up and share another.
@@ -383,9 +383,9 @@ def _commit_groups(jobs: list) -> list[list]:
     as the one-row inserts of all the claims that queued during the previous one: grouped,
     sixteen senders arriving at once wait for one commit instead of up to sixteen.
     """
-    claims = [job for job in jobs if job[2]]
-    outcomes = [job for job in jobs if not job[2]]
-    return [group for group in (claims, outcomes) if group]
+    waited_for = [job for job in jobs if job[2]]
+    queued = [job for job in jobs if not job[2]]
+    return [group for group in (waited_for, queued) if group]
 
 
 def _json(value: Any) -> str:
