@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 from airflow.sdk import BaseNotifier
 
@@ -11,6 +12,7 @@ from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.recipients import prepare_recipients
 
 DEFAULT_TEXT = "Airflow: {{ ti.dag_id }}.{{ ti.task_id }} is {{ ti.state }} (run {{ run_id }})"
+_SEPARATORS = re.compile(r"[,;]")
 
 
 class VoximplantSmsNotifier(BaseNotifier):
@@ -20,7 +22,9 @@ class VoximplantSmsNotifier(BaseNotifier):
     A number the API refuses is logged, not raised: an alert must not fail a callback chain.
 
     :param src_number: the SenderID the alert comes from.
-    :param numbers: on-call numbers (templated).
+    :param numbers: on-call numbers (templated): a list, or a string holding one number or
+        several separated by commas or semicolons, e.g. ``"{{ params.on_call }}"``. A string is
+        split after rendering, so a templated list of numbers arrives as several numbers.
     :param text: the message, a Jinja template rendered with the task context.
     :param default_region: ISO region in which national numbers are parsed.
     :param voximplant_conn_id: connection of type ``voximplant``.
@@ -32,21 +36,22 @@ class VoximplantSmsNotifier(BaseNotifier):
         self,
         *,
         src_number: str,
-        numbers: Sequence[str],
+        numbers: str | Sequence[str],
         text: str = DEFAULT_TEXT,
         default_region: str | None = None,
         voximplant_conn_id: str = VoximplantHook.default_conn_name,
     ):
         super().__init__()
         self.src_number = src_number
-        self.numbers = list(numbers)
+        # A string is still a template here: split it only once rendered (in notify).
+        self.numbers = numbers if isinstance(numbers, str) else list(numbers)
         self.text = text
         self.default_region = default_region
         self.voximplant_conn_id = voximplant_conn_id
 
     def notify(self, context) -> None:
         prepared = prepare_recipients(
-            self.numbers, text=self.text, default_region=self.default_region
+            split_numbers(self.numbers), text=self.text, default_region=self.default_region
         )
         for row in prepared.invalid.itertuples():
             self.log.warning("Alert not sent to %r: %s", row.original, row.reason)
@@ -56,3 +61,23 @@ class VoximplantSmsNotifier(BaseNotifier):
             for failed in answer.failed:
                 self.log.warning("Alert to %s failed: %s", failed.get("destination_number"), failed)
             self.log.info("Alert sent to %d number(s)", len(answer.result))
+
+
+def split_numbers(numbers) -> list:
+    """The rendered ``numbers`` as a list: strings split at commas and semicolons.
+
+    A list rendered into a plain string (``"['447...', '447...']"``, Jinja's default output)
+    is split too, its brackets and quotes dropped. Non-string items (ints) are kept as they are.
+    """
+    if isinstance(numbers, str) or not isinstance(numbers, Iterable):
+        numbers = [numbers]  # one string, or one int from a native-object template
+    out: list = []
+    for item in numbers:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        for part in _SEPARATORS.split(item.strip().removeprefix("[").removesuffix("]")):
+            part = part.strip().strip("'\"").strip()
+            if part:
+                out.append(part)
+    return out
