@@ -111,6 +111,9 @@ async def _handle(
             http_status = 405
             body = {"error": {"code": errors.INVALID_ARGUMENTS, "msg": "Use GET or POST"}}
             return JSONResponse(body, status_code=405, headers={"Allow": "GET, POST"})
+        if name == "A2PSendSms" and state.take_503_burst():
+            http_status = 503
+            return PlainTextResponse("503 Service Temporarily Unavailable", status_code=503)
         if state.roll(faults.http_429_rate):
             http_status = 429
             headers = {"Retry-After": str(faults.retry_after_s)}

@@ -6,6 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+_NOT_NEGATIVE = (
+    "latency_ms",
+    "retry_after_s",
+    "slow_response_s",
+    "history_lag_s",
+    "http_503_burst",
+)
+
 
 @dataclass(frozen=True)
 class Faults:
@@ -16,6 +24,10 @@ class Faults:
     :param latency_ms: added to every API request before it is handled.
     :param http_429_rate: answer HTTP 429 (plain text, ``Retry-After``) before authentication.
     :param http_503_rate: answer HTTP 503 (plain text, as a gateway would) before authentication.
+    :param http_503_burst: the next N A2PSendSms requests answer HTTP 503 like ``http_503_rate``
+        (not processed), then requests are served normally. A countdown, not a rate: setting
+        this field (``set_faults``, ``POST /_emulator/faults``) re-arms it to N, ``reset``
+        re-arms it to the initial value (0 unless the server started with a burst).
     :param error_340_rate: answer API error 340 "Rate limit exceeded" (HTTP 200).
     :param error_416_rate: answer API error 416 "Repeat after N seconds", N = ``retry_after_s``.
     :param retry_after_s: the N in error 416 and the ``Retry-After`` header of HTTP 429.
@@ -28,12 +40,16 @@ class Faults:
     :param reset_connection_rate: A2PSendSms is NOT processed and the connection is cut after
         the response headers: the client sees a broken connection and cannot tell what happened.
     :param slow_response_s: sleep this long before answering (to trip client read timeouts).
+    :param history_lag_s: an accepted message shows in ``A2PGetSmsHistory`` only this many
+        seconds (of the state's clock) after it was accepted; the lag in force when a message is
+        accepted is the one it gets. ``/_emulator/messages`` shows every message at once.
     :param seed: seed of the RNG behind the rates; None draws a random seed.
     """
 
     latency_ms: int = 0
     http_429_rate: float = 0.0
     http_503_rate: float = 0.0
+    http_503_burst: int = 0
     error_340_rate: float = 0.0
     error_416_rate: float = 0.0
     retry_after_s: int = 1
@@ -42,6 +58,7 @@ class Faults:
     process_then_500_rate: float = 0.0
     reset_connection_rate: float = 0.0
     slow_response_s: float = 0.0
+    history_lag_s: float = 0.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -50,8 +67,10 @@ class Faults:
             value = getattr(self, f.name)
             if f.name.endswith("_rate") and not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{f.name} must be between 0 and 1, got {value!r}")
-            if f.name in ("latency_ms", "retry_after_s", "slow_response_s") and value < 0:
+            if f.name in _NOT_NEGATIVE and value < 0:
                 raise ValueError(f"{f.name} must not be negative, got {value!r}")
+        if type(self.http_503_burst) is not int:
+            raise ValueError(f"http_503_burst must be an integer, got {self.http_503_burst!r}")
 
     def patched(self, changes: dict[str, Any]) -> Faults:
         """A copy with ``changes`` applied; unknown names or bad values raise ValueError."""

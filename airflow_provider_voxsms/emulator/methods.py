@@ -93,7 +93,10 @@ def _failure(number: str, code: int, description: str) -> dict[str, Any]:
 
 
 def a2p_get_sms_history(call: Call) -> dict[str, Any]:
-    """Accepted messages, filtered and paged; every one reports DELIVERED."""
+    """Accepted messages, filtered and paged; every one reports DELIVERED.
+
+    A message shows only ``Faults.history_lag_s`` seconds after it was accepted.
+    """
     p = call.params
     output = (p.string("output") or "json").lower()
     if output != "json":
@@ -107,6 +110,7 @@ def a2p_get_sms_history(call: Call) -> dict[str, Any]:
         destination=p.string("destination_number"),
         since=p.date("from_date"),
         until=p.date("to_date"),
+        visible_by=call.state.clock(),  # Faults.history_lag_s hides what was just accepted
     )
     if status is not None and DELIVERY_STATUSES[status] != "DELIVERED":
         rows = []

@@ -56,6 +56,7 @@ class Message:
     cost: float
     time: float  # seconds since the epoch
     store_body: bool
+    visible_at: float  # when A2PGetSmsHistory starts to show it (time + faults.history_lag_s)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,7 +125,7 @@ class EmulatorState:
         """Forget messages, stats and cached tokens; restore the initial config and faults."""
         with self.lock:
             self.config, faults = self._initial
-            self._apply_faults(faults, reseed=True)
+            self._apply_faults(faults, reseed=True, rearm=True)
             self.verifier = TokenVerifier(self.keys, self.config.child_account_ids, self.clock)
             self.messages: list[Message] = []
             self.by_id: dict[int, Message] = {}
@@ -140,16 +141,30 @@ class EmulatorState:
             return self.config
 
     def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
-        """Replace the faults (``faults``) and/or patch fields (``changes``); returns the result."""
+        """Replace the faults (``faults``) and/or patch fields (``changes``); returns the result.
+
+        Giving ``faults`` or an ``http_503_burst`` change re-arms the 503 countdown.
+        """
         with self.lock:
-            self._apply_faults((faults or self.faults).patched(changes))
+            rearm = faults is not None or "http_503_burst" in changes
+            self._apply_faults((faults or self.faults).patched(changes), rearm=rearm)
             return self.faults
 
-    def _apply_faults(self, faults: Faults, reseed: bool = False) -> None:
+    def _apply_faults(self, faults: Faults, reseed: bool = False, rearm: bool = False) -> None:
         reseed = reseed or faults.seed != self.faults.seed
         self.faults = faults
         if reseed:
             self.rng = random.Random(faults.seed)
+        if rearm:
+            self.http_503_burst_left = faults.http_503_burst
+
+    def take_503_burst(self) -> bool:
+        """True (and one fewer left) while the ``http_503_burst`` countdown is running."""
+        with self.lock:
+            if self.http_503_burst_left <= 0:
+                return False
+            self.http_503_burst_left -= 1
+            return True
 
     def roll(self, rate: float) -> bool:
         """Draw once from the fault RNG: True with probability ``rate``."""
@@ -195,6 +210,7 @@ class EmulatorState:
         now = self.clock()
         cost = round(fragments * self.config.price_per_fragment, 4)
         with self.lock:
+            visible_at = now + self.faults.history_lag_s
             limit = self.faults.insufficient_money_after
             if limit is not None and self.stats.accepted >= limit:
                 raise ApiError(errors.INSUFFICIENT_MONEY, "Insufficient money")
@@ -205,7 +221,9 @@ class EmulatorState:
             for number in destinations:
                 mid = self.next_message_id
                 self.next_message_id += 1
-                msg = Message(mid, mid, source, number, text, fragments, cost, now, store_body)
+                msg = Message(
+                    mid, mid, source, number, text, fragments, cost, now, store_body, visible_at
+                )
                 out.append(msg)
                 self.by_id[mid] = msg
                 key = (number, text)
@@ -231,8 +249,12 @@ class EmulatorState:
         destination: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        visible_by: float | None = None,
     ) -> list[Message]:
-        """Messages matching every given filter, oldest first."""
+        """Messages matching every given filter, oldest first.
+
+        ``visible_by``: only messages visible at that time (see ``Faults.history_lag_s``).
+        """
         with self.lock:
             if message_ids is not None:
                 rows = [self.by_id[i] for i in sorted(set(message_ids)) if i in self.by_id]
@@ -245,6 +267,7 @@ class EmulatorState:
             and (destination is None or m.destination_number == destination)
             and (since is None or m.time >= since)
             and (until is None or m.time < until + 1)  # to_date is inclusive, to the second
+            and (visible_by is None or m.visible_at <= visible_by)
         ]
 
     def messages_snapshot(self) -> list[dict[str, Any]]:

@@ -108,3 +108,11 @@ def test_console_script_is_installed():
         pytest.skip("package not installed with its console scripts")
     out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "--insufficient-money-after" in out.stdout
+
+
+def test_every_fault_has_a_flag():
+    from airflow_provider_voxsms.emulator.__main__ import build_parser, faults_from_args
+
+    args = build_parser().parse_args(["--history-lag-s", "0.5", "--http-503-burst", "2"])
+    faults = faults_from_args(args)
+    assert (faults.history_lag_s, faults.http_503_burst) == (0.5, 2)

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from airflow_provider_voxsms.emulator import Faults
+from airflow_provider_voxsms.emulator.state import EmulatorState
 
 SENDER = "447443332211"
 BATCH = [f"44744000{i:04d}" for i in range(100)]
@@ -85,6 +86,9 @@ def test_reset_connection_cuts_the_answer_without_processing(api):
     with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         send(api, BATCH[:5])
     assert api.server.state.messages == []
+    stats = api.introspect("stats")  # the request was read (its cmd= came in the body) ...
+    assert stats["per_method"] == {"A2PSendSms": 1} and stats["http_faults"] == {"0": 1}
+    assert stats["accepted"] == 0  # ... and not processed
     api.server.state.set_faults(reset_connection_rate=0.0)
     assert send(api, BATCH[:5]).status_code == 200
 
@@ -132,3 +136,73 @@ def test_replace_faults(api):
         f"{api.server.origin}/_emulator/faults?replace=true", json={"latency_ms": 1}
     )
     assert r.json()["error_340_rate"] == 0.0 and r.json()["latency_ms"] == 1
+
+
+def history(api, **filters) -> list[str]:
+    return [row["destination_number"] for row in api.ok("A2PGetSmsHistory", **filters)["result"]]
+
+
+def test_history_lag_hides_a_message_until_the_lag_has_passed(api):
+    state = api.server.state
+    send(api, BATCH[:1])  # sent before the lag: visible at once, and stays visible
+    state.set_faults(history_lag_s=0.5)
+    message_id = send(api, BATCH[1:2]).json()["result"][0]["message_id"]
+    assert len(state.messages) == 2  # accepted and stored, just not in the history yet
+    assert history(api) == BATCH[:1]
+    assert history(api, message_id=message_id) == []
+    assert history(api, destination_number=BATCH[1]) == []
+
+    lagged = state.messages[1]
+    assert lagged.visible_at == lagged.time + 0.5
+    time.sleep(max(0.0, lagged.visible_at - time.time()) + 0.05)
+    assert history(api) == BATCH[:2]
+    assert history(api, message_id=message_id) == BATCH[1:2]
+
+
+def test_http_503_burst_answers_the_next_sends_then_serves_them(api):
+    state = api.server.state
+    state.set_faults(http_503_burst=3)
+    for _ in range(3):
+        r = send(api, BATCH[:2])
+        assert r.status_code == 503
+        assert r.text == "503 Service Temporarily Unavailable"
+        assert not r.headers["content-type"].startswith("application/json")
+        assert api.call("GetAccountInfo").status_code == 200  # only A2PSendSms counts down
+    assert state.messages == []  # none of them was processed
+    assert send(api, BATCH[:2]).status_code == 200
+    assert send(api, BATCH[2:4]).status_code == 200
+    assert len(state.messages) == 4
+    assert api.introspect("stats")["http_faults"] == {"503": 3}
+
+
+def test_http_503_burst_is_rearmed_by_setting_it_and_cleared_by_reset(api):
+    state = api.server.state
+    state.set_faults(http_503_burst=1)
+    assert send(api, BATCH[:1]).status_code == 503
+    state.set_faults(error_340_rate=0.0)  # another field: the spent burst stays spent
+    assert send(api, BATCH[:1]).status_code == 200
+    r = api.session.post(f"{api.server.origin}/_emulator/faults", json={"http_503_burst": 2})
+    assert r.json()["http_503_burst"] == 2
+    assert [send(api, BATCH[:1]).status_code for _ in range(3)] == [503, 503, 200]
+
+    state.set_faults(http_503_burst=5)
+    api.session.post(f"{api.server.origin}/_emulator/reset")
+    assert state.faults.http_503_burst == 0
+    assert send(api, BATCH[:1]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "changes", [{"history_lag_s": -1}, {"http_503_burst": -1}, {"http_503_burst": 1.5}]
+)
+def test_new_faults_reject_bad_values(api, changes):
+    with pytest.raises(ValueError, match="must"):  # a known field with a bad value
+        Faults().patched(changes)
+
+
+def test_reset_rearms_a_burst_the_state_started_with():
+    state = EmulatorState(
+        faults=Faults(http_503_burst=1)
+    )  # e.g. voxsms-emulator --http-503-burst 1
+    assert [state.take_503_burst() for _ in range(2)] == [True, False]
+    state.reset()
+    assert state.take_503_burst() is True
