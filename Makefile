@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-min lint format bench clean constraints
+.PHONY: demo test test-min lint format bench clean constraints dist docs check-dist
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +42,34 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Release checks; CI calls `make check-dist`. `make dist`: build the sdist and the wheel into
+# build/dist, check their contents and metadata (twine check), install the wheel into a clean venv
+# with -c constraints.txt and use it: providers list, voxsms-emulator --help, hook round trips
+# against the emulator (scripts/dist_check.py). `make docs`: the Sphinx site into build/docs,
+# warnings as errors, from .venv-docs (the docs extra, pinned by constraints.txt).
+DOCS_VENV  := .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.installed
+
+dist: $(STAMP)
+	$(BIN)/python scripts/dist_check.py --uv $(BIN)/uv --python $(PYTHON)
+
+$(DOCS_STAMP): pyproject.toml constraints.txt | $(STAMP)
+	$(BIN)/uv venv --quiet --clear --python $(PYTHON) $(DOCS_VENV)
+	$(BIN)/uv pip install --quiet --python $(DOCS_VENV)/bin/python -c constraints.txt -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf build/docs
+	$(DOCS_VENV)/bin/sphinx-build -W --keep-going -q -b html docs build/docs
+	@echo "docs: build/docs/index.html"
+
+check-dist: dist docs
+
 # Re-pin what CI installs (run after changing dependencies in pyproject.toml).
 constraints:
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra bench \
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra bench --extra docs \
+		--extra dist \
 		--no-emit-package airflow-provider-voxsms -o constraints.txt pyproject.toml
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MIN_VENV) $(DOCS_VENV) .demo .pytest_cache .ruff_cache build/dist build/docs
