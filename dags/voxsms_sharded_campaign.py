@@ -3,7 +3,9 @@
 ``A2PSendSmsOperator.partial(...).expand(recipients=...)`` gives one task instance per shard,
 which Celery or Kubernetes workers run in parallel. Rows are sharded by their normalised number,
 so every copy of a number lands in the same shard and is still sent only once. A final task
-gathers every shard's failed numbers into ``sms_failed_numbers``.
+gathers every shard's failed numbers into ``sms_failed_numbers``, pulling each map index by
+its number: a list of every shard's XCom skips the shards that pushed none (and is no list at
+all for one shard), so its positions are not map indexes.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ def split_into_shards(frame: pd.DataFrame, shards: int, region: str | None) -> l
 )
 def voxsms_sharded_campaign():
     @task
-    def shard(params=None) -> list[pd.DataFrame]:
+    def shard(params=None, ti=None) -> list[pd.DataFrame]:
         frame = pd.read_csv(params["recipients_path"], dtype=str, keep_default_na=False)
-        return split_into_shards(frame, params["shards"], REGION)
+        shards = split_into_shards(frame, params["shards"], REGION)
+        ti.xcom_push(key="shard_count", value=len(shards))  # send's map indexes: 0..count-1
+        return shards
 
     send = A2PSendSmsOperator.partial(
         task_id="send",
@@ -61,9 +65,9 @@ def voxsms_sharded_campaign():
     @task(trigger_rule="all_done")
     def gather_failed(ti=None) -> int:
         written = 0
-        shards = ti.xcom_pull(task_ids="send", key="failed_numbers")  # every map index, in order
-        for map_index, failed in enumerate(shards or []):
-            if failed is not None:
+        for map_index in range(ti.xcom_pull(task_ids="shard", key="shard_count") or 0):
+            failed = ti.xcom_pull(task_ids="send", key="failed_numbers", map_indexes=map_index)
+            if failed is not None:  # None: that shard failed before pushing its outputs
                 written += log_failed_numbers(
                     failed,
                     conn_id="voxsms_db",

@@ -11,6 +11,7 @@ from airflow.providers.common.sql.hooks.sql import DbApiHook
 from conftest import REPO
 from dag_runs import xcom
 
+from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.sql import db_api_hook
 
 DAGS = REPO / "dags"
@@ -78,21 +79,71 @@ def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, db, t
     assert {m["source_number"] for m in messages} == {"447443332211"}
 
 
+def mapped_sends(tis: dict) -> dict:
+    """{map_index: TaskInstance} of the mapped ``send`` task."""
+    return {key[1]: ti for key, ti in tis.items() if isinstance(key, tuple) and key[0] == "send"}
+
+
+def check_failures_logged_by_shard(sends: dict, rows: pd.DataFrame) -> dict:
+    """Each shard's failed_numbers XCom is in the table under that shard's own map index."""
+    failed_by_shard = {}
+    for map_index, ti in sends.items():
+        failed = xcom(ti, "failed_numbers")
+        failed_by_shard[map_index] = [] if failed is None else sorted(failed["destination_number"])
+    logged_by_shard = {
+        map_index: sorted(rows.loc[rows.map_index == map_index, "destination_number"])
+        for map_index in sends
+    }
+    assert logged_by_shard == failed_by_shard
+    assert not rows["destination_number"].duplicated().any(), "every failed number lands once"
+    return failed_by_shard
+
+
+@pytest.mark.parametrize("shards", [4, 1])
 def test_sharded_campaign_sends_each_number_once_and_gathers_failures(
-    dagbag, run_dag, voximplant_conn, db
+    dagbag, run_dag, voximplant_conn, db, shards
 ):
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
-    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"))
-    sends = {key: ti for key, ti in tis.items() if isinstance(key, tuple)}
-    assert len(sends) > 1, "the list was split into several mapped instances"
+    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"), run_conf={"shards": shards})
+    sends = mapped_sends(tis)
+    assert sorted(sends) == list(range(shards)), "one mapped instance per shard"
     assert {ti.state for ti in tis.values()} == {"success"}
     sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
     assert set(sent.values()) == {1} and len(sent) == 14
 
-    rows = logged_rows(db, next(iter(sends.values())).run_id)
+    rows = logged_rows(db, sends[0].run_id)
     assert len(rows) == 5
     assert set(rows.loc[rows.stage == "api", "destination_number"]) == BLOCKED
-    assert set(rows["map_index"]) <= {map_index for _, map_index in sends}
+    failed_by_shard = check_failures_logged_by_shard(sends, rows)
+    if shards > 1:
+        assert sum(1 for numbers in failed_by_shard.values() if numbers) > 1, (
+            "the sample spreads its failures over several shards"
+        )
+
+
+def test_sharded_campaign_logs_failures_under_their_map_index_when_a_shard_dies(
+    dagbag, run_dag, voximplant_conn, db, monkeypatch
+):
+    """Shard 0 dies before pushing its outputs: the others must not move up into its place."""
+    execute = A2PSendSmsOperator.execute
+
+    def dies_in_shard_0(self, context):
+        if context["ti"].map_index == 0:
+            raise RuntimeError("worker lost before any output was pushed")
+        return execute(self, context)
+
+    monkeypatch.setattr(A2PSendSmsOperator, "execute", dies_in_shard_0)  # tasks run in-process
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"), run_conf={"shards": 4})
+    sends = mapped_sends(tis)
+    assert sorted(sends) == [0, 1, 2, 3]
+    assert sends[0].state == "failed" and xcom(sends[0], "failed_numbers") is None
+    assert tis["gather_failed"].state == "success"
+
+    rows = logged_rows(db, sends[0].run_id)
+    failed_by_shard = check_failures_logged_by_shard(sends, rows)
+    assert any(failed_by_shard[i] for i in (1, 2, 3)), "a shard after the dead one failed some"
+    assert len(rows) == sum(map(len, failed_by_shard.values())) > 0
 
 
 def test_alert_dag_sends_the_on_call_sms(dagbag, run_dag, voximplant_conn):
