@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -113,18 +115,25 @@ def source_version() -> str:
     raise CheckFailed(f"no __version__ in {PACKAGE}/__init__.py")
 
 
+def license_files() -> list[str]:
+    """What setuptools ships as license files by default (its ``license-files`` patterns)."""
+    patterns = ("LICEN[CS]E*", "COPYING*", "NOTICE*", "AUTHORS*")
+    return sorted({p.name for pattern in patterns for p in ROOT.glob(pattern) if p.is_file()})
+
+
+def requirement_name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9._-]+", requirement).group(0).lower().replace("_", "-")
+
+
 def check_sdist(sdist: Path, tracked: set[str]) -> None:
     step(f"sdist contents: {sdist.name}")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for name in ("README.md", "pyproject.toml", "PKG-INFO"):
         check(name in names, f"has {name}")
-    licenses = sorted(p.name for p in ROOT.glob("LICEN[CS]E*")) + sorted(
-        p.name for p in ROOT.glob("NOTICE*")
-    )
-    for name in licenses:
+    for name in license_files():
         check(name in names, f"has {name}")
-    if not licenses:
+    if not license_files():
         print("   note: the repository has no LICENSE file, so the release ships none")
     modules = {f for f in tracked if f.endswith(".py")}
     missing = sorted(modules - names)
@@ -157,10 +166,20 @@ def check_wheel(wheel: Path, tracked: set[str], version: str) -> None:
         ok(f"package data: {data}")
     check(meta["Name"] == DIST_NAME, f"Name: {meta['Name']}")
     check(meta["Version"] == version, f"Version {meta['Version']} == {PACKAGE}.__version__")
-    check(meta.get("License-Expression") == "Apache-2.0", "License-Expression: Apache-2.0")
-    check(meta.get("Requires-Python") == ">=3.11", "Requires-Python: >=3.11")
-    requires = meta.get_all("Requires-Dist") or []
-    check(any(r.startswith("apache-airflow<4,>=3.2") for r in requires), "requires apache-airflow")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    spdx = meta.get("License-Expression")
+    check(spdx == project["license"], f"License-Expression: {spdx}")
+    for name in license_files():
+        check(f"{dist_info}/licenses/{name}" in names, f"has {name} in its dist-info")
+    check(
+        meta.get("Requires-Python") == project["requires-python"],
+        f"Requires-Python: {meta.get('Requires-Python')}",
+    )
+    runtime = {
+        requirement_name(r) for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r
+    }
+    declared = {requirement_name(r) for r in project["dependencies"]}
+    check(runtime == declared, f"Requires-Dist: the {len(declared)} dependencies of pyproject")
     check(
         meta.get("Description-Content-Type") == "text/markdown"
         and "A2PSendSmsOperator" in str(meta.get_payload()),
