@@ -205,6 +205,24 @@ def test_test_connection_reports_failure_as_text(make_hook):
     assert not ok and "100" in message and "Authorization failed" in message
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.ConnectionError(
+            MaxRetryError(None, "/", NewConnectionError(None, "Connection refused"))
+        ),
+        requests.ReadTimeout("read timed out"),
+    ],
+    ids=["refused", "read-timeout"],
+)
+def test_test_connection_reports_a_network_failure_as_text(make_hook, failure):
+    hook, transport = make_hook(failure, failure, max_attempts=2)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "GetAccountInfo" in message and type(failure).__name__ in message
+    assert len(transport.calls) == 2  # a read: retried like any other, then reported, not raised
+
+
 def test_missing_credentials_name_both_places(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps({"conn_type": "voximplant"}))
     with pytest.raises(CredentialsError, match="password, or its path in the extra"):
