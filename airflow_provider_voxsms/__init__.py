@@ -6,25 +6,33 @@ __version__ = "0.1.0"
 
 # The Voximplant connection form. Airflow >= 3.2 reads it from provider info without importing
 # the hook; VoximplantHook.get_ui_field_behaviour() returns the same layout.
+# What Airflow 3.3's form does with these (checked in a browser by tests/ui/): extra fields get
+# no placeholder (only standard fields do), so the descriptions carry the examples; a type
+# without "null" makes the field required and keeps Save disabled while it is empty; and every
+# field is saved, the empty ones as null, which the hook reads as unset.
 CONN_FIELDS: dict[str, dict] = {
     "credentials_path": {
         "label": "Credentials file path",
-        "description": "Path to credentials.json on the workers; used when Password is empty.",
+        "description": "Path to credentials.json on the workers, e.g. "
+        "/opt/airflow/secrets/voximplant.json; used when credentials.json content is empty.",
         "schema": {"type": ["string", "null"]},
     },
     "timeout": {
         "label": "Read timeout (seconds)",
-        "description": "How long to wait for an API answer before its outcome counts as unknown.",
+        "description": "How long to wait for an API answer before its outcome counts as "
+        "unknown; 60 by default.",
         "schema": {"type": ["number", "null"], "default": 60},
     },
     "ca_bundle": {
         "label": "CA bundle path",
-        "description": "Certificates to trust instead of the system's (a private CA, the emulator's).",
+        "description": "Certificates to trust instead of the system's (a private CA, the "
+        "emulator's), e.g. /opt/airflow/certs/ca.pem.",
         "schema": {"type": ["string", "null"]},
     },
     "account_id": {
         "label": "Child account id",
-        "description": "Act for a child account: its id goes into the token's iss claim.",
+        "description": "Act for a child account, e.g. 1234567: its id goes into the token's iss "
+        "claim. Empty: the service account's own.",
         "schema": {"type": ["integer", "null"]},
     },
 }
