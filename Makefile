@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-min lint format bench clean constraints dist docs check-dist
+.PHONY: demo test test-min test-ui lint format bench clean constraints dist docs check-dist
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ test-min: $(STAMP)
 		--exclude-newer-package voximplant-apiclient=2026-11-01 \
 		"apache-airflow==3.2.2" "pandas<3" -e ".[test]"
 	$(MIN_VENV)/bin/pytest -p no:cacheprovider
+
+# The connection form in a real browser (tests/ui; CI runs it after `make test`): Debian's
+# chromium, installed when missing (needs root), Playwright from the ui extra (never its own
+# browser downloads), a live `airflow api-server` and the emulator; screenshots in build/ui/.
+test-ui: $(STAMP)
+	command -v chromium >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[ui]"
+	$(BIN)/pytest -m ui tests/ui
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
