@@ -9,8 +9,10 @@ ours; a try that lost its lease claims nothing more, and the try that took it ov
 claim committed before the takeover. ``<table>_outcomes`` holds one row per answered batch
 (accepted numbers with message ids, failed ones with code and reason, unknown ones) as compact
 JSON. The claim of a batch that provably never reached the API is deleted, so a retry sends
-it. A retry therefore skips everything it finds and never sends a claimed number again; a
-claimed number without an outcome is ``in_flight``. A new DAG run is a new campaign.
+it. A retry therefore skips every settled number; a claimed number without a final outcome
+(``in_flight`` or ``unknown``) is settled through the history before it is sent again. A new
+DAG run is a new campaign. Use it as a context manager: entering opens it (``previous`` then
+holds what earlier tries knew), leaving commits everything queued.
 
 Writes go through one background thread with its own connection. Claims that arrive together
 share a commit, which their senders wait for; outcomes queue up and share another.
@@ -33,9 +35,16 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_provider_voxsms.errors import VoximplantError
-from airflow_provider_voxsms.sms.dispatch import BatchOutcome
-from airflow_provider_voxsms.sms.plan import Batch
+from airflow_provider_voxsms.errors import LedgerError
+from airflow_provider_voxsms.sms.model import (
+    ACCEPTED,
+    FAILED,
+    IN_FLIGHT,
+    UNKNOWN,
+    Batch,
+    BatchOutcome,
+    text_hash,
+)
 from airflow_provider_voxsms.sql import (
     check_table_name,
     db_api_hook,
@@ -46,7 +55,6 @@ from airflow_provider_voxsms.sql import (
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT, ACCEPTED, FAILED, UNKNOWN = "in_flight", "accepted", "failed", "unknown"
 MAX_JOBS_PER_COMMIT = 256
 
 # The leases table comes last: when it exists, so does everything before it.
@@ -77,14 +85,19 @@ _SCHEMA = (
     last_claim_at TIMESTAMP
 )""",
 )
-COLUMNS = ("destination_number", "text_hash", "status", "message_id", "error_code")
-# When a number has outcomes from several rows (a batch said unknown, a later reconciliation
-# found it), the most definite wins.
-_PRECEDENCE = {ACCEPTED: 3, FAILED: 2, UNKNOWN: 1}
-
-
-class LedgerError(VoximplantError):
-    """The send ledger could not be read or written."""
+# What ``previous`` holds: one row per number and text an earlier try claimed.
+COLUMNS = (
+    "destination_number",
+    "text_hash",
+    "status",
+    "message_id",
+    "error_code",
+    "error_description",
+    "claimed_at",
+)
+# When a number has outcomes from several rows (a batch said unknown, a later settle round
+# found it or sent it again), the most definite wins.
+_PRECEDENCE = {ACCEPTED: 3, FAILED: 2, UNKNOWN: 1, IN_FLIGHT: 0}
 
 
 class _LeaseLost(Exception):
@@ -111,10 +124,6 @@ class TaskInstanceKey:
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
 def _now() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
@@ -137,6 +146,18 @@ class SendLedger:
         self.write_errors: list[str] = []
         self._claims: dict[tuple[str, tuple[str, ...]], str] = {}  # this try's batch -> claim_id
         self._lease_lost = False
+        self.previous = pd.DataFrame(columns=list(COLUMNS))
+
+    def __enter__(self) -> SendLedger:
+        self.previous = self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            with suppress(LedgerError):  # the error in flight matters more
+                self.close()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -254,22 +275,8 @@ class SendLedger:
             self._submit(lambda cur: cur.execute(sql, (claim_id,)), wait=False)
             return
         payload = {ACCEPTED: outcome.accepted, FAILED: outcome.failed, UNKNOWN: outcome.unknown}
+        payload = {status: entries for status, entries in payload.items() if entries}
         self._submit(self._insert_outcome(text_hash(outcome.batch.text), payload), wait=False)
-
-    def resolve(self, found: dict[tuple[str, str], int], still_unknown: list[tuple[str, str]]):
-        """After reconciliation: in-flight rows found in the API's history are ``accepted``
-        (with their message id); the rest are ``unknown``. Keys are (number, text_hash).
-        """
-        by_text: dict[str, dict[str, list]] = {}
-        for (number, tx), message_id in found.items():
-            by_text.setdefault(tx, {ACCEPTED: [], UNKNOWN: []})[ACCEPTED].append(
-                (number, message_id)
-            )
-        for number, tx in still_unknown:
-            why = "sent by an earlier try that stopped; not in history"
-            by_text.setdefault(tx, {ACCEPTED: [], UNKNOWN: []})[UNKNOWN].append((number, why))
-        for tx, payload in by_text.items():
-            self._submit(self._insert_outcome(tx, payload), wait=True)
 
     def _insert_outcome(self, tx: str, payload: dict) -> Callable[[Any], None]:
         sql = (
@@ -393,21 +400,63 @@ def _json(value: Any) -> str:
 
 
 def _previous(claims: list, outcomes: list) -> pd.DataFrame:
-    """Earlier tries' numbers: each claimed number with its best-known outcome, or ``in_flight``."""
-    best: dict[tuple[str, str], tuple] = {}
-    for tx, raw in outcomes:
-        for status, entries in json.loads(raw).items():
-            for number, *details in entries:
-                key = (number, tx)
-                if key not in best or _PRECEDENCE[status] > _PRECEDENCE[best[key][0]]:
-                    best[key] = (status, *details)
-    rows = []
-    for tx, numbers, claimed_at in claims:
-        for number in json.loads(numbers):
-            status, *details = best.get((number, tx), (IN_FLIGHT,))
-            message_id = details[0] if status == ACCEPTED else None
-            error_code = details[0] if status == FAILED else None
-            rows.append((number, tx, status, message_id, error_code, claimed_at))
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "claimed_at"])
-    frame["claimed_at"] = pd.to_datetime(frame["claimed_at"], utc=True)
-    return frame
+    """Earlier tries' numbers: one row per claimed (number, text hash) with its most definite
+    outcome (``in_flight`` when none was recorded) and its first claim's time (epoch seconds).
+
+    Linear in the numbers: each row's JSON is parsed once, the rest is vectorised.
+    """
+    numbers, hashes, claimed_at = [], [], []
+    claim_times = _epoch_seconds([at for _, _, at in claims]).tolist()
+    for (tx, raw, _), at in zip(claims, claim_times, strict=True):
+        batch = json.loads(raw)
+        numbers += batch
+        hashes += [tx] * len(batch)
+        claimed_at += [at] * len(batch)
+    first_claim = pd.Series(claimed_at, index=_keys(numbers, hashes), dtype="float64")
+    if not first_claim.index.is_unique:  # claimed again in a settle round: keep the first
+        first_claim = first_claim.groupby(level=0, sort=False).min()
+    keys = first_claim.index
+    found = pd.DataFrame(
+        {
+            "destination_number": pd.Series(keys.str[:-16], dtype=object),
+            "text_hash": pd.Series(keys.str[-16:], dtype=object),
+            "status": IN_FLIGHT,
+            "message_id": pd.array([None] * len(keys), dtype="Int64"),
+            "error_code": pd.array([None] * len(keys), dtype="Int64"),
+            "error_description": pd.Series([None] * len(keys), dtype=object),
+            "claimed_at": first_claim.to_numpy(),
+        }
+    )
+    parsed = [(tx, json.loads(raw)) for tx, raw in outcomes]
+    # Outcomes in rising precedence, so that the most definite one is written last.
+    for status in sorted(_PRECEDENCE, key=_PRECEDENCE.get)[1:]:
+        fields: list[list] = [[], [], []]
+        hashes = []
+        for tx, payload in parsed:
+            if entries := payload.get(status):
+                for column, values in zip(fields, zip(*entries, strict=True), strict=False):
+                    column += values
+                hashes += [tx] * len(entries)
+        if not hashes:
+            continue
+        where = keys.get_indexer(_keys(fields[0], hashes))
+        mine = where >= 0  # an outcome without a claim (none should exist) is ignored
+        rows = where[mine]
+        found.loc[rows, "status"] = status
+        if status == ACCEPTED:
+            found.loc[rows, "message_id"] = pd.array(fields[1], dtype="Int64")[mine]
+        if status == FAILED:
+            found.loc[rows, "error_code"] = pd.array(fields[1], dtype="Int64")[mine]
+            found.loc[rows, "error_description"] = pd.Series(fields[2], dtype=object)[mine].array
+    return found[list(COLUMNS)]
+
+
+def _keys(numbers, hashes) -> pd.Index:
+    """One string per (number, text hash); the hash has a fixed length, so no separator."""
+    return pd.Index(pd.Series(numbers, dtype=str) + pd.Series(hashes, dtype=str))
+
+
+def _epoch_seconds(values: list) -> pd.Series:
+    """Timestamps as the database returns them (strings or naive UTC datetimes) -> epoch s."""
+    times = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+    return (times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)

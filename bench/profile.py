@@ -76,7 +76,7 @@ def _profile_requests(profiled, emu, n: int) -> None:
 
     from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
     from airflow_provider_voxsms.sms.dispatch import outcome_of
-    from airflow_provider_voxsms.sms.plan import Batch
+    from airflow_provider_voxsms.sms.model import Batch
     from bench import data
     from bench.data import SENDER, TEXT
 

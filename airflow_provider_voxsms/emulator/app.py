@@ -105,7 +105,7 @@ async def _handle(
         faults = state.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
-        if faults.slow_response_s:
+        if faults.slow_response_s and name == "A2PSendSms":
             await asyncio.sleep(faults.slow_response_s)
         if request.method not in _API_VERBS:
             http_status = 405

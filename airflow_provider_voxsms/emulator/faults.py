@@ -39,7 +39,8 @@ class Faults:
         the ambiguous case where a retry sends the messages twice.
     :param reset_connection_rate: A2PSendSms is NOT processed and the connection is cut after
         the response headers: the client sees a broken connection and cannot tell what happened.
-    :param slow_response_s: sleep this long before answering (to trip client read timeouts).
+    :param slow_response_s: A2PSendSms sleeps this long, then is processed and answered (to
+        trip client read timeouts); other methods answer at once, as a history look-up would.
     :param history_lag_s: an accepted message shows in ``A2PGetSmsHistory`` only this many
         seconds (of the state's clock) after it was accepted; the lag in force when a message is
         accepted is the one it gets. ``/_emulator/messages`` shows every message at once.

@@ -7,7 +7,6 @@ import random
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -31,20 +30,12 @@ from airflow_provider_voxsms.errors import (
     VoximplantTransportError,
     is_throttling,
 )
+from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE, A2PSendSmsResponse
 
 DEFAULT_BASE_URL = "https://api.voximplant.com/platform_api"  # same as provider info
-MAX_NUMBERS_PER_REQUEST = 100
+MAX_NUMBERS_PER_REQUEST = MAX_BATCH_SIZE
 # Methods that only read: repeating one can never send an SMS, so every failure is retried.
 READ_ONLY_METHODS = frozenset({"GetAccountInfo", "A2PGetSmsHistory"})
-
-
-@dataclass(frozen=True)
-class A2PSendSmsResponse:
-    """What ``A2PSendSms`` answered for one request: accepted and failed numbers, and fragments."""
-
-    result: list[dict]
-    failed: list[dict]
-    fragments_count: int
 
 
 class _PauseGate:
@@ -297,14 +288,14 @@ class VoximplantHook(BaseHook):
             )
         except requests.exceptions.SSLError as err:
             if not _certificate_rejected(err):  # a TLS failure later on may follow the request
-                raise _transport_error(method, err) from None
+                raise _transport_error(method, err, self.base_url) from None
             raise ConfigurationError(
                 f"TLS certificate verification of {self.base_url} failed, so nothing was sent. "
                 "If the server uses a private CA (or is the emulator), set the connection extra "
                 "'ca_bundle' to that CA's certificate file."
             ) from None
         except requests.RequestException as err:
-            raise _transport_error(method, err) from None
+            raise _transport_error(method, err, self.base_url) from None
         return _parse_answer(method, response)
 
     def _backoff(self, state: RetryCallState) -> float:
@@ -413,13 +404,19 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _transport_error(method: str, err: requests.RequestException) -> VoximplantTransportError:
+def _transport_error(
+    method: str, err: requests.RequestException, base_url: str
+) -> VoximplantTransportError:
     reason = getattr(err.args[0], "reason", None) if err.args else None
     never_sent = isinstance(err, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
-    what = "could not connect" if never_sent else "no answer (the request may have been processed)"
-    return VoximplantTransportError(
-        method, f"{what}: {type(err).__name__}", maybe_processed=not never_sent
-    )
+    if never_sent:
+        what = (
+            f"could not connect to {base_url} ({type(err).__name__}): check the connection's "
+            "Host and that this worker can reach it"
+        )
+    else:
+        what = f"no answer (the request may have been processed): {type(err).__name__}"
+    return VoximplantTransportError(method, what, maybe_processed=not never_sent)
 
 
 def _certificate_rejected(err: BaseException) -> bool:

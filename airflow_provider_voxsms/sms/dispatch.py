@@ -1,9 +1,10 @@
-"""Concurrent sending of a plan's batches, with a rate cap, progress lines and exact per-number outcomes.
+"""Concurrent sending of batches, with a rate cap, progress lines and exact per-number outcomes.
 
 Each batch ends in exactly one of four ways: the API answered (its numbers are accepted or
-failed one by one), the API refused the whole request, the request provably never reached the
-API (``sent=False``: safe to send again later), or its fate is unknown (the connection broke
-after sending: never re-sent here, reported as unknown).
+failed one by one), the API refused the whole request (failed), the request provably never
+reached the API (``not_sent``: safe to send again), or its fate is unknown (the connection
+broke or the server failed after the request was written). Settling the unknown and re-sending
+the unsent is the campaign's job (``sms/campaign.py``), not this module's.
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from airflow_provider_voxsms.errors import (
-    ConfigurationError,
-    CredentialsError,
+    InputError,
     VoximplantApiError,
-    VoximplantError,
     VoximplantHttpError,
     VoximplantTransportError,
     is_throttling,
 )
-from airflow_provider_voxsms.hooks.voximplant import A2PSendSmsResponse
-from airflow_provider_voxsms.sms.plan import Batch
+from airflow_provider_voxsms.sms.model import A2PSendSmsResponse, Batch, BatchOutcome
 
 log = logging.getLogger(__name__)
 
@@ -33,32 +31,16 @@ SendFn = Callable[[Batch], A2PSendSmsResponse]
 
 
 @dataclass
-class BatchOutcome:
-    """What happened to one batch; ``sent`` is False only when the API provably never saw it."""
-
-    batch: Batch
-    sent: bool = True
-    accepted: list[tuple[str, int]] = field(default_factory=list)  # (number, message_id)
-    failed: list[tuple[str, int | None, str]] = field(default_factory=list)  # (number, code, why)
-    unknown: list[tuple[str, str]] = field(default_factory=list)  # (number, why)
-    fragments: int = 0
-    owned: bool = True  # False: another try of the task holds these numbers; not ours to record
-
-
-@dataclass
-class DispatchReport:
+class Dispatched:
     """Every batch's outcome, in completion order, and the error that stopped the run, if any."""
 
     outcomes: list[BatchOutcome]
-    stopped_by: VoximplantError | None = None
-
-    def count(self, kind: str) -> int:
-        return sum(len(getattr(outcome, kind)) for outcome in self.outcomes)
+    stopped_by: BaseException | None = None
 
 
 def outcome_of(batch: Batch, response: A2PSendSmsResponse) -> BatchOutcome:
     """Match an answer to the batch, number by number; numbers it does not mention are unknown."""
-    outcome = BatchOutcome(batch, fragments=0)
+    outcome = BatchOutcome(batch)
     pending = set(batch.numbers)
     for row in response.result:
         number = str(row.get("destination_number", ""))
@@ -78,44 +60,47 @@ def outcome_of(batch: Batch, response: A2PSendSmsResponse) -> BatchOutcome:
     return outcome
 
 
-def outcome_of_error(batch: Batch, error: BaseException) -> BatchOutcome:
-    """Turn a whole-request error into per-number outcomes."""
-    if isinstance(error, VoximplantApiError) and not error.is_throttling:
-        # The API looked at the request and refused it: nothing went out, and sending the same
-        # numbers again would be refused the same way, so they count as failed, not unsent.
-        failed = [(n, error.code, error.message) for n in batch.numbers]
-        return BatchOutcome(batch, sent=not error.is_fatal, failed=failed)
-    if is_throttling(error) or (
+def never_reached_api(error: BaseException) -> bool:
+    """True when the request provably was not processed: throttled, or no connection opened."""
+    return is_throttling(error) or (
         isinstance(error, VoximplantTransportError) and not error.maybe_processed
-    ):
-        code = getattr(error, "code", None) or getattr(error, "status", None)
-        failed = [(n, code, f"not sent: {error}") for n in batch.numbers]
-        return BatchOutcome(batch, sent=False, failed=failed)
-    if isinstance(error, VoximplantHttpError) and 400 <= error.status < 500:
-        failed = [(n, error.status, f"not sent: {error}") for n in batch.numbers]
-        return BatchOutcome(batch, sent=False, failed=failed)
-    if isinstance(error, CredentialsError | ConfigurationError):
-        # Raised while building the request (base URL, credentials, token): it never left here.
-        failed = [(n, None, f"not sent: {error}") for n in batch.numbers]
-        return BatchOutcome(batch, sent=False, failed=failed)
+    )
+
+
+def outcome_of_error(batch: Batch, error: BaseException, *, stops: bool) -> BatchOutcome:
+    """Turn a whole-request error into per-number outcomes (``stops``: it stopped the run)."""
+    code = getattr(error, "code", None) or getattr(error, "status", None)
+    if isinstance(error, VoximplantApiError) and not error.is_throttling and not stops:
+        # The API looked at the request and refused it for these numbers.
+        return BatchOutcome(batch, failed=[(n, error.code, error.message) for n in batch.numbers])
+    if stops or never_reached_api(error) or isinstance(error, InputError):
+        # Nothing went out: a stop (refused for every batch), throttling past the hook's
+        # attempts, no connection, or a request that could not even be built.
+        why = f"not sent: {error}"
+        return BatchOutcome(
+            batch, not_sent=[(n, code, why) for n in batch.numbers], retry_later=not stops
+        )
     reason = f"outcome unknown: {error}"
     return BatchOutcome(batch, unknown=[(n, reason) for n in batch.numbers])
 
 
-def stops_the_run(error: BaseException) -> bool:
-    """Errors that would repeat for every remaining batch: configuration, money, sender, text."""
+def stops_the_run(error: BaseException, *, api_reached: bool) -> bool:
+    """Errors that would repeat for every remaining batch: authentication, configuration,
+    money, sender, text, an HTTP 4xx, and a connection that cannot be opened to an API this
+    run has not reached at all (a wrong host)."""
     if isinstance(error, VoximplantApiError):
         return error.is_fatal
     if isinstance(error, VoximplantHttpError):
         return 400 <= error.status < 500 and not error.is_throttling
-    # Credentials, configuration or a bug stop the run; a broken connection does not.
-    return not isinstance(error, VoximplantTransportError)
+    if isinstance(error, VoximplantTransportError):
+        return not error.maybe_processed and not api_reached
+    return True  # credentials, configuration or a bug
 
 
-def not_sent(batch: Batch, error: BaseException) -> BatchOutcome:
+def not_started(batch: Batch, error: BaseException | None) -> BatchOutcome:
     code = getattr(error, "code", None) or getattr(error, "status", None)
     why = f"not sent: the run stopped after {error}"
-    return BatchOutcome(batch, sent=False, failed=[(n, code, why) for n in batch.numbers])
+    return BatchOutcome(batch, not_sent=[(n, code, why) for n in batch.numbers])
 
 
 class RateLimiter:
@@ -147,7 +132,7 @@ class Progress:
 
     def add(self, outcome: BatchOutcome, force: bool = False) -> None:
         self.done += len(outcome.batch.numbers)
-        self.failed += len(outcome.failed)
+        self.failed += len(outcome.failed) + len(outcome.not_sent)
         self.unknown += len(outcome.unknown)
         now = time.monotonic()
         if force or now - self._last >= self.interval_s:
@@ -159,7 +144,8 @@ class Progress:
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate else float("inf")
         self.log.info(
-            "Progress: %d/%d numbers (%.0f%%), %.0f numbers/s, ETA %.0f s, failed %d, unknown %d",
+            "Progress: %d/%d numbers (%.0f%%), %.0f numbers/s, ETA %.0f s, failed or not sent %d, "
+            "unknown %d",
             self.done,
             self.total,
             100.0 * self.done / self.total if self.total else 100.0,
@@ -181,48 +167,54 @@ def dispatch(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     progress_interval_s: float = 10.0,
     logger: logging.Logger = log,
-) -> DispatchReport:
+) -> Dispatched:
     """Send every batch with ``send``, at most ``max_concurrency`` at once, and account for each.
 
     At most ``2 * max_concurrency`` batches are in flight or queued at any time, so a stop is
     prompt and memory stays flat. ``claim`` is called in the sending thread right before each
     request (a ledger commits the batch as in flight there; False means another try holds it,
     an exception stops the run). ``on_outcome`` is called from this thread for each batch.
-    After an error that stops the run, batches that were not started are reported as failed
-    with ``sent=False``.
+    After an error that stops the run, batches that were not started are ``not_sent``.
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     limiter = RateLimiter(requests_per_second)
     progress = Progress(total_numbers, progress_interval_s, logger)
-    report = DispatchReport(outcomes=[])
-    stop = threading.Event()
+    result = Dispatched(outcomes=[])
+    stop, api_reached = threading.Event(), threading.Event()
 
     def stop_after(error: BaseException) -> None:
-        if report.stopped_by is None:
-            report.stopped_by = error
+        if result.stopped_by is None:
+            result.stopped_by = error
         stop.set()
 
     def run(batch: Batch) -> BatchOutcome:
         if stop.is_set():
-            return not_sent(batch, report.stopped_by)
+            return not_started(batch, result.stopped_by)
         try:
             if claim is not None and not claim(batch):
                 why = "held by another try of this task instance (see the send ledger)"
                 return BatchOutcome(batch, unknown=[(n, why) for n in batch.numbers], owned=False)
         except Exception as error:
             stop_after(error)
-            return not_sent(batch, error)
+            return not_started(batch, error)
         limiter.acquire()
+        started = time.time()
         try:
-            return outcome_of(batch, send(batch))
+            outcome = outcome_of(batch, send(batch))
+            api_reached.set()
         except Exception as error:
-            if stops_the_run(error):
+            if isinstance(error, VoximplantApiError | VoximplantHttpError):
+                api_reached.set()
+            stops = stops_the_run(error, api_reached=api_reached.is_set())
+            if stops:
                 stop_after(error)
-            return outcome_of_error(batch, error)
+            outcome = outcome_of_error(batch, error, stops=stops)
+        outcome.started_at, outcome.finished_at = started, time.time()
+        return outcome
 
     def finish(outcome: BatchOutcome) -> None:
-        report.outcomes.append(outcome)
+        result.outcomes.append(outcome)
         if on_outcome and outcome.owned:
             on_outcome(outcome)
         progress.add(outcome)
@@ -231,7 +223,7 @@ def dispatch(
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="voxsms") as pool:
         for batch in batches:
             if stop.is_set():
-                finish(not_sent(batch, report.stopped_by))
+                finish(not_started(batch, result.stopped_by))
                 continue
             pending.add(pool.submit(run, batch))
             if len(pending) >= 2 * max_concurrency:
@@ -241,4 +233,4 @@ def dispatch(
         for future in pending:
             finish(future.result())
     progress.log_line()
-    return report
+    return result

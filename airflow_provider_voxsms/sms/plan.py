@@ -14,20 +14,10 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 
+from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE, Batch
 from airflow_provider_voxsms.sms.segments import Segments, count_segments
 
-__all__ = ["MAX_BATCH_SIZE", "Batch", "SendPlan", "plan_batches"]
-
-MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per request
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """One A2PSendSms request: one text to 1..batch_size numbers; ``index`` is 0..n-1."""
-
-    index: int
-    text: str
-    numbers: tuple[str, ...]
+__all__ = ["SendPlan", "plan_batches"]
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import phonenumbers
 
+from airflow_provider_voxsms.errors import RecipientsError
 from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH
 
 __all__ = ["PreparedRecipients", "RecipientsError", "normalise_phones", "prepare_recipients"]
@@ -81,10 +82,6 @@ _KIND_BY_TYPE = {
     type(pd.NA): _MISSING,
     type(pd.NaT): _MISSING,
 }
-
-
-class RecipientsError(ValueError):
-    """Recipients or texts that cannot be used as given; raised before anything is sent."""
 
 
 @dataclass

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from airflow_provider_voxsms.sms.dispatch import DispatchReport
+from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, CampaignReport
 from airflow_provider_voxsms.sms.plan import SendPlan
 from airflow_provider_voxsms.sms.recipients import PreparedRecipients
 
-FAILED_COLUMNS = ["destination_number", "error_code", "error_description", "stage"]
 
-
-def failed_numbers(prepared: PreparedRecipients, report: DispatchReport | None) -> pd.DataFrame:
-    """Invalid rows (stage ``validation``, original value) and numbers the API failed (``api``)."""
+def failed_numbers(prepared: PreparedRecipients, report: CampaignReport | None) -> pd.DataFrame:
+    """Every number that got no SMS for a known reason, one row each: invalid rows (stage
+    ``validation``, the value as written), numbers the API refused (``api``) and numbers that
+    never reached the API (``not_sent``)."""
     invalid = pd.DataFrame(
         {
             "destination_number": prepared.invalid["original"].astype(str),
@@ -21,39 +21,48 @@ def failed_numbers(prepared: PreparedRecipients, report: DispatchReport | None) 
             "stage": "validation",
         }
     )
-    rows = [row for outcome in (report.outcomes if report else []) for row in outcome.failed]
-    api = pd.DataFrame(rows, columns=FAILED_COLUMNS[:3])
-    api["error_code"] = api["error_code"].astype("Int64")
-    api["stage"] = "api"
-    return pd.concat([invalid, api], ignore_index=True)[FAILED_COLUMNS]
+    frames = [invalid]
+    for kind, stage in (("failed", "api"), ("not_sent", "not_sent")):
+        rows = [row for outcome in _outcomes(report) for row in getattr(outcome, kind)]
+        frame = pd.DataFrame(rows, columns=FAILED_COLUMNS[:3])
+        frame["error_code"] = frame["error_code"].astype("Int64")
+        frame["stage"] = stage
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)[FAILED_COLUMNS]
 
 
-def accepted_numbers(report: DispatchReport | None) -> pd.DataFrame:
+def accepted_numbers(report: CampaignReport | None) -> pd.DataFrame:
     """Every accepted number with its message id (for delivery checks later)."""
-    rows = [row for outcome in (report.outcomes if report else []) for row in outcome.accepted]
+    rows = [row for outcome in _outcomes(report) for row in outcome.accepted]
     frame = pd.DataFrame(rows, columns=["destination_number", "message_id"])
     frame["message_id"] = frame["message_id"].astype("int64")
     return frame
 
 
-def unknown_numbers(report: DispatchReport | None) -> pd.DataFrame:
+def unknown_numbers(report: CampaignReport | None) -> pd.DataFrame:
     """Numbers whose request may or may not have been processed: check before sending again."""
-    rows = [row for outcome in (report.outcomes if report else []) for row in outcome.unknown]
+    rows = [row for outcome in _outcomes(report) for row in outcome.unknown]
     return pd.DataFrame(rows, columns=["destination_number", "reason"])
 
 
 def summarise(
     prepared: PreparedRecipients,
     plan: SendPlan,
-    report: DispatchReport | None,
+    report: CampaignReport | None,
+    *,
+    dry_run: bool,
     duration_s: float,
 ) -> dict:
-    """The task's small, JSON-friendly return value. Counts add up to ``recipients``:
+    """The task's small, JSON-friendly return value. Every recipient is counted once:
 
-    ``accepted + failed + unknown + invalid + duplicates == recipients``
-    (``not_sent`` is the part of ``failed`` that never reached the API and may be sent again).
+    ``accepted + failed + not_sent + unknown + invalid + duplicates == recipients``
+
+    ``failed``: the API refused the number; ``not_sent``: its request never reached the API
+    (a stopped run, or throttled in every settle round) and it may be sent again;
+    ``reconciled`` (of ``accepted``): found in the history after an ambiguous answer;
+    ``resent``: numbers sent again in this run; ``earlier``: settled by earlier tries.
     """
-    outcomes = report.outcomes if report else []
+    report = report or CampaignReport()
     summary = {
         "recipients": prepared.total,
         "valid": len(prepared.valid),
@@ -61,14 +70,21 @@ def summarise(
         "duplicates": prepared.duplicates,
         "batches": len(plan.batches),
         "segments_planned": plan.total_segments,
-        "accepted": sum(len(o.accepted) for o in outcomes),
-        "failed": sum(len(o.failed) for o in outcomes),
-        "not_sent": sum(len(o.failed) for o in outcomes if not o.sent),
-        "unknown": sum(len(o.unknown) for o in outcomes),
-        "fragments": sum(o.fragments for o in outcomes),
+        "accepted": report.total("accepted"),
+        "failed": report.total("failed"),
+        "not_sent": report.total("not_sent"),
+        "unknown": report.total("unknown"),
+        "earlier": report.earlier,
+        "reconciled": report.reconciled,
+        "resent": report.resent,
+        "fragments": sum(o.fragments for o in report.outcomes),
         "duration_s": round(duration_s, 3),
-        "dry_run": report is None,
+        "dry_run": dry_run,
     }
-    if report and report.stopped_by is not None:
+    if report.stopped_by is not None:
         summary["stopped_by"] = str(report.stopped_by)
     return summary
+
+
+def _outcomes(report: CampaignReport | None):
+    return report.outcomes if report else []

@@ -1,149 +1,78 @@
-"""Resume a campaign from the send ledger: skip what earlier tries settled, reconcile the rest.
+"""Resume a campaign from what the send ledger knows of earlier tries of the same task instance.
 
-Rows an earlier try left ``in_flight`` or ``unknown`` (it died, or the connection broke after
-sending) are looked up in ``A2PGetSmsHistory``: a message from the same sender to the same
-number, processed between ``RECONCILE_SKEW`` before the row was claimed and
-``RECONCILE_AFTER`` after it (and with the same text when the API stored it), counts as
-accepted. Anything not found stays ``unknown``
-and is never sent again.
+Numbers an earlier try settled (accepted, or failed with the API's code and description) are
+reported as that try saw them and not sent again. Numbers it claimed but left without a final
+answer (``in_flight``: it stopped first; ``unknown``: the answer was ambiguous) are open: the
+campaign settles them through the history before anything is sent again. Everything else is
+sent. The work is a few vectorised passes, linear in the number of settled numbers.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
-from airflow_provider_voxsms.ledger import (
-    ACCEPTED,
-    FAILED,
-    IN_FLIGHT,
-    UNKNOWN,
-    SendLedger,
-    text_hash,
-)
-from airflow_provider_voxsms.sms.dispatch import BatchOutcome
-from airflow_provider_voxsms.sms.plan import Batch
+from airflow_provider_voxsms.sms.model import ACCEPTED, FAILED, Batch, BatchOutcome, text_hash
+from airflow_provider_voxsms.sms.settle import OpenNumber
 
-log = logging.getLogger(__name__)
-
-RECONCILE_SKEW = timedelta(minutes=2)
-# Latest a claimed request can have been processed: its retries and back-off, its read timeout.
-RECONCILE_AFTER = timedelta(minutes=10)
-HISTORY_PAGE = 1000
-MAX_HISTORY_PAGES = 200
+EARLIER_TRY = "claimed by an earlier try that stopped before its answer was known"
 
 
 @dataclass
 class Resumed:
-    """The rows still to send, and earlier tries' outcomes for the rows already settled."""
+    """Rows still to send, earlier tries' settled outcomes, and the numbers left open."""
 
     to_send: pd.DataFrame
-    outcomes: list[BatchOutcome]
-    reconciled: int = 0
+    settled: BatchOutcome | None
+    open_numbers: list[OpenNumber]
 
 
-def resume(
-    valid: pd.DataFrame,
-    previous: pd.DataFrame,
-    *,
-    ledger: SendLedger,
-    hook: VoximplantHook,
-    src_number: str,
-) -> Resumed:
-    """Split ``valid`` (phone, text) by what the ledger knows from earlier tries."""
-    if previous.empty:
-        return Resumed(valid, [])
-    hashes = {text: text_hash(text) for text in pd.unique(valid["text"])}
-    keys = pd.MultiIndex.from_arrays([valid["phone"], valid["text"].map(hashes).astype(str)])
-    known = previous.set_index(["destination_number", "text_hash"])
-    seen = keys.isin(known.index)
-    done = valid[seen]
-    settled = known.loc[keys[seen]]
+def resume(valid: pd.DataFrame, previous: pd.DataFrame, *, settle_delay_s: float) -> Resumed:
+    """Split ``valid`` (``phone``, ``text``) by the ledger's ``previous`` rows.
 
-    pending = settled[settled["status"].isin([IN_FLIGHT, UNKNOWN])]
-    found = reconcile(hook, pending, src_number, texts={h: t for t, h in hashes.items()})
-    if len(pending):
-        ledger.resolve(found, [key for key in pending.index if key not in found])
-        log.info(
-            "Send ledger: %d number(s) were in flight when an earlier try stopped; %d found in "
-            "the API's history (accepted), %d stay unknown and are not sent again",
-            len(pending),
-            len(found),
-            len(pending) - len(found),
+    ``previous`` has one row per (``destination_number``, ``text_hash``) with ``status``,
+    ``message_id``, ``error_code``, ``error_description`` and ``claimed_at`` (epoch seconds).
+    An open number becomes ready for the history ``settle_delay_s`` after its claim.
+    """
+    if previous.empty or valid.empty:
+        return Resumed(valid, None, [])
+    hashes = pd.Series({text: text_hash(text) for text in pd.unique(valid["text"])})
+    keys = _keys(valid["phone"], valid["text"].map(hashes))
+    where = pd.Index(_keys(previous["destination_number"], previous["text_hash"])).get_indexer(keys)
+    seen = where >= 0
+    rows = previous.iloc[where[seen]]
+    texts = valid["text"].to_numpy()[seen]
+    numbers = valid["phone"].to_numpy()[seen]
+    status = rows["status"].to_numpy()
+
+    accepted, failed = status == ACCEPTED, status == FAILED
+    settled = BatchOutcome(Batch(-1, "", tuple(numbers[accepted | failed])), owned=False)
+    settled.accepted = list(
+        zip(
+            numbers[accepted],
+            rows["message_id"].to_numpy()[accepted].astype("int64").tolist(),
+            strict=True,
         )
-
-    by_text: dict[str, BatchOutcome] = {}
-    for (number, tx), row, text in zip(
-        settled.index, settled.itertuples(), done["text"], strict=True
-    ):
-        outcome = by_text.setdefault(tx, BatchOutcome(Batch(-1, text, ()), owned=False))
-        outcome.batch = Batch(-1, text, (*outcome.batch.numbers, number))
-        if (number, tx) in found:
-            outcome.accepted.append((number, found[(number, tx)]))
-        elif row.status == ACCEPTED:
-            outcome.accepted.append((number, int(row.message_id)))
-        elif row.status == FAILED:
-            code = None if pd.isna(row.error_code) else int(row.error_code)
-            outcome.failed.append((number, code, "earlier try: failed"))
-        else:
-            outcome.unknown.append((number, "sent by an earlier try that stopped; not in history"))
-    return Resumed(valid[~seen], list(by_text.values()), reconciled=len(found))
-
-
-def reconcile(
-    hook: VoximplantHook, pending: pd.DataFrame, src_number: str, texts: dict[str, str]
-) -> dict[tuple[str, str], int]:
-    """Find pending (number, text_hash) rows in the API's history; returns their message ids."""
-    if pending.empty:
-        return {}
-    since = pending["claimed_at"].min().to_pydatetime() - RECONCILE_SKEW
-    until = pending["claimed_at"].max().to_pydatetime() + RECONCILE_AFTER
-    history: dict[str, list[dict]] = defaultdict(list)
-    for row in _history(hook, src_number, since, until):
-        history[str(row.get("destination_number"))].append(row)
-
-    found: dict[tuple[str, str], int] = {}
-    used: set[int] = set()
-    for (number, tx), claimed_at in pending["claimed_at"].items():
-        earliest = claimed_at.to_pydatetime() - RECONCILE_SKEW
-        latest = claimed_at.to_pydatetime() + RECONCILE_AFTER
-        for row in sorted(history.get(number, ()), key=lambda r: r["message_id"]):
-            stored_text = row.get("text")
-            if (
-                row["message_id"] not in used
-                and earliest <= _processed_at(row) <= latest
-                and (not stored_text or stored_text == texts.get(tx))
-            ):
-                used.add(row["message_id"])
-                found[(number, tx)] = int(row["message_id"])
-                break
-    return found
-
-
-def _history(hook: VoximplantHook, src_number: str, since: datetime, until: datetime):
-    to = min(until, datetime.now(UTC) + timedelta(minutes=1))
-    for page in range(MAX_HISTORY_PAGES):
-        answer = hook.a2p_get_sms_history(
-            source_number=src_number,
-            from_date=since,
-            to_date=to,
-            count=HISTORY_PAGE,
-            offset=page * HISTORY_PAGE,
+    )
+    codes = rows["error_code"].to_numpy()[failed]
+    settled.failed = list(
+        zip(
+            numbers[failed],
+            [None if pd.isna(code) else int(code) for code in codes],
+            rows["error_description"].to_numpy()[failed].tolist(),
+            strict=True,
         )
-        rows = answer.get("result") or []
-        yield from rows
-        if len(rows) < HISTORY_PAGE:
-            return
-    log.warning("Reconciliation read %d history pages and stopped", MAX_HISTORY_PAGES)
+    )
+    still_open = ~(accepted | failed)
+    claimed = rows["claimed_at"].to_numpy()[still_open].tolist()
+    open_numbers = [
+        OpenNumber(number, text, since, since + settle_delay_s, EARLIER_TRY)
+        for number, text, since in zip(numbers[still_open], texts[still_open], claimed, strict=True)
+    ]
+    return Resumed(valid[~seen], settled if settled.batch.numbers else None, open_numbers)
 
 
-def _processed_at(row: dict) -> datetime:
-    try:
-        return datetime.strptime(row["processing_date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    except (KeyError, TypeError, ValueError):
-        return datetime.min.replace(tzinfo=UTC)  # no date: cannot be matched
+def _keys(numbers: pd.Series, hashes: pd.Series) -> pd.Series:
+    """One string per (number, text hash); the hash has a fixed length, so no separator."""
+    return numbers.astype(str).reset_index(drop=True) + hashes.astype(str).reset_index(drop=True)

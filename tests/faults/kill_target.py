@@ -27,6 +27,7 @@ def main(count: int) -> None:
             src_number="VoxDemo",
             ledger_conn_id="voxsms_db",
             max_concurrency=2,
+            settle_delay_s=1.0,
             retry_delay=timedelta(0),
         )
     tis = run_dag_once(dag)

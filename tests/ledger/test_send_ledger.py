@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from airflow_provider_voxsms.ledger import LedgerError, SendLedger, TaskInstanceKey, text_hash
-from airflow_provider_voxsms.sms.dispatch import BatchOutcome
-from airflow_provider_voxsms.sms.plan import Batch
+from airflow_provider_voxsms.errors import LedgerError
+from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
+from airflow_provider_voxsms.sms.model import Batch, BatchOutcome, text_hash
 
 KEY = TaskInstanceKey("dag", "run-1", "send", -1)
 
@@ -36,9 +36,7 @@ def test_claims_and_outcomes_round_trip(ledger_conn):
     ledger.record(
         BatchOutcome(first, accepted=[(n[0], 11), (n[1], 12)], failed=[(n[2], 509, "blocked")])
     )
-    ledger.record(
-        BatchOutcome(second, sent=False, failed=[(x, 127, "no money") for x in second.numbers])
-    )
+    ledger.record(BatchOutcome(second, not_sent=[(x, 127, "no money") for x in second.numbers]))
     ledger.close()
 
     again = SendLedger(ledger_conn, KEY)
@@ -51,7 +49,32 @@ def test_claims_and_outcomes_round_trip(ledger_conn):
     }, "an unsent batch's rows are deleted, so a retry sends them"
     accepted = previous.set_index("destination_number").loc[n[0]]
     assert accepted.message_id == 11 and accepted.text_hash == text_hash("hi")
+    failed = previous.set_index("destination_number").loc[n[2]]
+    assert (failed.error_code, failed.error_description) == (509, "blocked"), "kept for retries"
     assert previous.claimed_at.notna().all()
+
+
+def test_a_number_claimed_again_in_a_settle_round_has_one_row_with_its_best_outcome(ledger_conn):
+    """An ambiguous batch (unknown), then the same numbers sent again and accepted: a retry
+    sees one accepted row per number, dated from the first claim."""
+    first = batch(1)
+    with SendLedger(ledger_conn, KEY) as ledger:
+        assert ledger.claim(first)
+        ledger.record(BatchOutcome(first, unknown=[(x, "reset") for x in first.numbers]))
+        time.sleep(1.1)  # claim times have a resolution of a second
+        again = Batch(-1, first.text, first.numbers[:2])
+        assert ledger.claim(again)
+        ledger.record(
+            BatchOutcome(again, accepted=[(x, 70 + i) for i, x in enumerate(again.numbers)])
+        )
+    with SendLedger(ledger_conn, KEY) as retry:
+        previous = retry.previous
+    assert len(previous) == len(first.numbers), "one row per number"
+    assert rows_by_status(previous) == {
+        "accepted": set(first.numbers[:2]),
+        "unknown": {first.numbers[2]},
+    }
+    assert previous.claimed_at.nunique() == 1, "the first claim's time"
 
 
 def test_the_newest_try_takes_the_lease_over(ledger_conn):
@@ -259,9 +282,7 @@ def test_a_stopped_try_never_deletes_another_tries_claims(ledger_conn):
     shared = batch(5)
     assert try_b.claim(shared)
     try_b.record(BatchOutcome(shared, accepted=[(n, 50) for n in shared.numbers]))
-    try_a.record(
-        BatchOutcome(shared, sent=False, failed=[(n, 127, "stop") for n in shared.numbers])
-    )
+    try_a.record(BatchOutcome(shared, not_sent=[(n, 127, "stop") for n in shared.numbers]))
     try_a.close(), try_b.close()
     third = SendLedger(ledger_conn, KEY)
     previous = third.open()

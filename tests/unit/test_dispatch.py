@@ -13,10 +13,9 @@ from airflow_provider_voxsms.errors import (
     VoximplantHttpError,
     VoximplantTransportError,
 )
-from airflow_provider_voxsms.hooks.voximplant import A2PSendSmsResponse
 from airflow_provider_voxsms.sms import dispatch as dispatch_module
 from airflow_provider_voxsms.sms.dispatch import RateLimiter, dispatch
-from airflow_provider_voxsms.sms.plan import Batch
+from airflow_provider_voxsms.sms.model import A2PSendSmsResponse, Batch
 
 
 def make_batches(count: int, size: int = 3) -> list[Batch]:
@@ -100,10 +99,10 @@ def test_fatal_error_stops_the_run_promptly_and_accounts_for_every_number():
     assert isinstance(report.stopped_by, VoximplantApiError) and report.stopped_by.code == 127
     assert calls == 6, "no request is sent after the stop"
     assert len(numbers_of(report, "accepted")) == 15
-    failed = numbers_of(report, "failed")
-    assert len(failed) == 600 - 15
-    assert all(not o.sent for o in report.outcomes if o.failed)
-    assert sorted(numbers_of(report, "accepted") + failed) == sorted(
+    not_sent = numbers_of(report, "not_sent")
+    assert len(not_sent) == 600 - 15 and numbers_of(report, "failed") == []
+    assert not any(o.retry_later for o in report.outcomes), "a stop is not sent again"
+    assert sorted(numbers_of(report, "accepted") + not_sent) == sorted(
         n for b in batches for n in b.numbers
     )
 
@@ -121,30 +120,47 @@ def test_ambiguous_transport_error_is_unknown_and_does_not_stop():
 
 
 @pytest.mark.parametrize(
-    ("error", "sent", "kind", "stops"),
+    ("error", "kind", "retry_later", "stops"),
     [
-        (VoximplantHttpError("A2PSendSms", 429, "slow"), False, "failed", False),
-        (VoximplantHttpError("A2PSendSms", 500, "oops"), True, "unknown", False),
-        (VoximplantHttpError("A2PSendSms", 404, "no such path"), False, "failed", True),
+        (VoximplantHttpError("A2PSendSms", 429, "slow"), "not_sent", True, False),
+        (VoximplantHttpError("A2PSendSms", 500, "oops"), "unknown", False, False),
+        (VoximplantHttpError("A2PSendSms", 404, "no such path"), "not_sent", False, True),
+        # no connection to an API this run never reached: a wrong host, stop
         (
             VoximplantTransportError("A2PSendSms", "refused", maybe_processed=False),
+            "not_sent",
             False,
-            "failed",
-            False,
+            True,
         ),
-        (VoximplantApiError("A2PSendSms", 385, "Sending SMS error"), True, "failed", False),
-        (VoximplantApiError("A2PSendSms", 507, "Invalid src_number"), False, "failed", True),
+        (VoximplantApiError("A2PSendSms", 385, "Sending SMS error"), "failed", False, False),
+        (VoximplantApiError("A2PSendSms", 507, "Invalid src_number"), "not_sent", False, True),
+        (VoximplantApiError("A2PSendSms", 433, "Invalid key id"), "not_sent", False, True),
+        (VoximplantApiError("A2PSendSms", 104, "Forbidden"), "not_sent", False, True),
+        (VoximplantApiError("A2PSendSms", 456, "Token expired"), "not_sent", False, True),
     ],
 )
-def test_whole_request_errors(error, sent, kind, stops):
+def test_whole_request_errors(error, kind, retry_later, stops):
     def send(batch):
         raise error
 
     report = dispatch(make_batches(1), send, total_numbers=3)
     (outcome,) = report.outcomes
-    assert outcome.sent is sent
+    assert outcome.sent is (kind != "not_sent")
     assert len(getattr(outcome, kind)) == 3
+    assert outcome.retry_later is retry_later
     assert (report.stopped_by is error) is stops
+
+
+def test_no_connection_after_the_api_answered_is_sent_again_later_not_a_stop():
+    def send(batch):
+        if batch.index == 0:
+            return accept_all(batch)
+        raise VoximplantTransportError("A2PSendSms", "refused", maybe_processed=False)
+
+    report = dispatch(make_batches(3), send, total_numbers=9, max_concurrency=1)
+    assert report.stopped_by is None
+    assert [o.retry_later for o in report.outcomes] == [False, True, True]
+    assert len(numbers_of(report, "not_sent")) == 6
 
 
 def test_rate_limiter_spaces_request_starts(monkeypatch):
@@ -172,4 +188,4 @@ def test_progress_lines(caplog):
         )
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress")]
     assert len(lines) >= 5
-    assert "15/15 numbers (100%)" in lines[-1] and "failed 0, unknown 0" in lines[-1]
+    assert "15/15 numbers (100%)" in lines[-1] and "failed or not sent 0, unknown 0" in lines[-1]
