@@ -552,10 +552,3 @@ def _originals(values: pd.Series, rows: np.ndarray) -> list[str]:
         "" if _is_missing(v) else str(v).encode("utf-8", "backslashreplace").decode("utf-8")
         for v in values.iloc[rows].to_numpy(object)
     ]
-
-
-def _is_missing(value) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # containers: pd.isna answers element-wise
-        return False

@@ -315,3 +315,10 @@ def test_accounting_invariant_on_a_mess():
     assert prepared.total == len(values)
     assert prepared.total == len(prepared.valid) + len(prepared.invalid) + prepared.duplicates
     assert not prepared.valid.duplicated().any()
+
+
+def test_a_list_holding_a_missing_value_is_shown_as_a_list():
+    prepared = prepare_recipients([[np.nan]], text="hi")
+    assert prepared.invalid[["original", "reason"]].values.tolist() == [
+        ["[nan]", "not a phone number: list"]
+    ]
