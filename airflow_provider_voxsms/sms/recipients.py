@@ -1,30 +1,50 @@
 """Normalise, validate and de-duplicate SMS recipients before anything is sent.
 
-Whole columns go through vectorised pandas string methods (pyarrow-backed); only rows that need
-it take a per-row Python path: non-ASCII input (Unicode digits and spaces) and, with a
-``default_region``, national-format numbers parsed by ``phonenumbers``.
+Whole columns go through vectorised pandas string methods (pyarrow-backed), and the numbering
+plan (``phonenumbers``' metadata) is applied to them per country code; only rows that need it
+take a per-row Python path: non-ASCII input (Unicode digits and spaces), national-format
+numbers (parsed by ``phonenumbers`` for the ``default_region``) and international numbers that
+repeat the national prefix after the country code ("+44 0 7443 332212": ``phonenumbers``
+strips or transforms it).
 
 Phone rules, in order:
 
 * ``None``, NaN, ``pd.NA``, ``""`` and the strings "nan"/"none"/"null"/"<na>" are "empty".
-* Numbers (int, float, numpy scalars) become their exact digits; a float must be whole, finite
-  and non-negative. A string that is digits plus ".0" (a float rendered as text) loses the ".0".
-  Scientific notation ("4.47e11") is invalid: digits may already be lost.
+* Numbers (int, float, numpy scalars) become their exact digits; a float must be whole, finite,
+  non-negative and below 2**53 (beyond that its digits may be lost). A string that is digits
+  plus ".0" (a float rendered as text) loses the ".0". Scientific notation ("4.47e11") is
+  invalid: digits may already be lost.
 * Unicode decimal digits (full-width, Arabic-Indic, ...) are folded to ASCII (as ``phonenumbers``
   does); Unicode spaces, dashes and format characters are dropped like ASCII separators.
 * Separators (spaces, ``- . / ( )``) are dropped; "(0)" right after a country code is a trunk
   marker and is dropped too ("+44 (0)7443 332212"). Any other character makes the row invalid.
-* A leading "+" or "00" marks an international number: kept as written.
+* A leading "+" or "00" marks an international number.
 * A leading single "0" marks a national number. Without ``default_region`` it is invalid
-  ("national format: set default_region"); with it, it is parsed by ``phonenumbers`` for that
-  region and kept only if ``is_valid_number`` (stricter than ``is_possible``: a wrong digit in a
-  national number is caught before it costs a request).
-* Other bare digits are international when no ``default_region`` is given. With one, bare digits
-  longer than the region's longest national number (10 for GB and US) are international; shorter
-  ones are tried as a national number of the region first and then as international, and kept
-  only if ``phonenumbers`` finds one of the two valid ("7443332212" with GB -> 447443332212;
-  "447443332212" with GB -> 447443332212).
-* International results must be 8-15 digits (E.164) and start with an assigned country code.
+  ("national format: set default_region"); with it, ``phonenumbers`` parses it for that region.
+* Other bare digits (and ints, floats) are international when no ``default_region`` is given.
+  With one, bare digits longer than the longest national number of the region's country code
+  (10 for GB and US) are international; shorter ones, and those starting with a national prefix
+  other than 0 ("8 912 345-67-89" with RU), may be either: the reading that is a valid number
+  wins, national first, then (with ``number_check="possible"``) the first possible reading
+  ("7443332212" with GB -> 447443332212; "3612345678" with GB -> 3612345678, Hungary).
+
+One verdict per number: whichever way it was written, the number (country code + national
+significant number, as ``phonenumbers.parse`` reads it) is then checked the same way, in order:
+
+* its country code must be assigned ("unknown country code");
+* its length must be possible for the country, dialled with the country code:
+  ``phonenumbers.is_possible_number_with_reason`` is ``IS_POSSIBLE``, so too short, too long,
+  impossible and local-only lengths are refused ("too short for +44 (GB): 8 digits after +44 is
+  a local number without its area code");
+* it must fit the general national-number pattern of one of the code's regions
+  (``general_desc``: the coarse shape, a UK number never starts with 4 or 0): "impossible for
+  +44 (GB): no 10-digit number there begins with 415";
+* it must be 8-15 digits in all, what E.164 and the API allow ("too short: 6 digits ...");
+* with ``number_check="valid"`` only: ``phonenumbers.is_valid_number``, a number range in use
+  ("not a valid number for +44 (GB): ...").
+
+The result is digits-only E.164 without "+": what ``phonenumbers`` formats as E.164 (a national
+prefix after the country code is dropped where the plan says so; Italy keeps its leading 0).
 
 Texts: empty or whitespace-only, longer than ``MAX_TEXT_LENGTH`` characters, containing lone
 surrogates (not encodable) or control characters other than tab, newline, carriage return and
@@ -38,6 +58,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from itertools import repeat
 from numbers import Integral, Real
 
@@ -51,7 +72,8 @@ from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH
 __all__ = ["PreparedRecipients", "RecipientsError", "normalise_phones", "prepare_recipients"]
 
 STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3's default "str" dtype
-MIN_DIGITS, MAX_DIGITS = 8, 15
+MIN_DIGITS, MAX_DIGITS = 8, 15  # what the API routes (E.164 without "+")
+NUMBER_CHECKS = ("possible", "valid")
 ACCEPTED = (
     "a pandas DataFrame, a pandas Series, a list or tuple of phone numbers (str, int, float or "
     "None), or a list of dicts (one dict per row)"
@@ -62,9 +84,6 @@ EMPTY_WORDS = frozenset({"nan", "none", "null", "<na>", "nat"})
 _SEPARATORS = r"[ \t\n\r\x0b\x0c\-./()]"
 _TRUNK_ZERO = r"^([ (]*(?:\+|00)[ (]*[0-9]{1,3}[ )\-./]*)\(0\)"
 _FLOAT_TEXT = r"\+?[0-9]+\.0"
-_COUNTRY_CODE = "(?:{})".format(
-    "|".join(str(c) for c in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE))
-)
 _SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # all but \t \n \f \r
 
@@ -108,6 +127,7 @@ def prepare_recipients(
     text: str | None = None,
     text_column: str | None = None,
     default_region: str | None = None,
+    number_check: str = "possible",
 ) -> PreparedRecipients:
     """Normalise phone numbers, check texts and drop repeated (phone, text) pairs.
 
@@ -116,8 +136,16 @@ def prepare_recipients(
     :param text: one message for every recipient; give this or ``text_column``.
     :param text_column: column (or dict key) holding a per-row message.
     :param default_region: ISO 3166 region (e.g. "GB") for numbers written in national format.
+    :param number_check: how strictly numbers are checked against the numbering plan.
+        ``"possible"`` (default): a length the country's numbers can have, dialled with the
+        country code (not a local-only length), and digits of the country's general shape.
+        This catches the usual typos (a digit missing or extra, a wrong leading digit) and keeps
+        working while operators open new number ranges. ``"valid"``: also in a number range in
+        use per ``phonenumbers``' metadata (``is_valid_number``); that metadata lags behind new
+        allocations, so a newly issued number can be refused until ``phonenumbers`` is upgraded.
     :raises RecipientsError: for input that cannot be used at all (wrong type, missing column,
-        bad single text, unknown region). Bad rows are reported in ``invalid`` instead.
+        bad single text, unknown region, unknown ``number_check``). Bad rows are reported in
+        ``invalid`` instead.
     """
     if (text is None) == (text_column is None):
         raise RecipientsError(
@@ -125,13 +153,14 @@ def prepare_recipients(
             f"(a per-row message column); got {'both' if text is not None else 'neither'}"
         )
     region = _check_region(default_region)
+    check = _check_mode(number_check)
     if text is not None:
         problem = _text_problem(text)
         if problem:
             raise RecipientsError(f"text is unusable: {problem}")
     phones, texts = _columns(recipients, phone_column, text_column)
 
-    phone, reasons = normalise_phones(phones, region)
+    phone, reasons = normalise_phones(phones, region, number_check=check)
     if texts is None:
         codes, categories = np.zeros(len(phones), dtype=np.intp), [text]
     else:
@@ -161,12 +190,17 @@ def prepare_recipients(
     return PreparedRecipients(valid, invalid, int(dup.sum()), len(phones))
 
 
-def normalise_phones(values: pd.Series, region: str | None = None) -> tuple[pd.Series, np.ndarray]:
-    """Normalise numbers to digits-only E.164 (see the module rules).
+def normalise_phones(
+    values: pd.Series, region: str | None = None, *, number_check: str = "possible"
+) -> tuple[pd.Series, np.ndarray]:
+    """Normalise numbers to digits-only E.164 and check them (see the module rules).
+
+    :param number_check: "possible" or "valid", as for :func:`prepare_recipients`.
 
     Returns the numbers (str Series, positional index, NaN where invalid) and an object array of
     reasons (None where valid).
     """
+    check = _check_mode(number_check)
     values = values.reset_index(drop=True)
     reasons = np.full(len(values), None, dtype=object)
     s = _as_strings(values, reasons)
@@ -202,25 +236,20 @@ def normalise_phones(values: pd.Series, region: str | None = None) -> tuple[pd.S
     bare &= ~national
     if region is None:
         reasons[national] = "national format: set default_region"
-        international = pending & isdigit & ~national
     else:
-        longest = max(
-            phonenumbers.PhoneMetadata.metadata_for_region(region).general_desc.possible_length
-        )
-        ambiguous = bare & (length <= longest)
-        international = pending & isdigit & ~national & ~ambiguous
-        digits = _parse_with_region(digits, national | ambiguous, region, reasons)
-
-    short = international & (length < MIN_DIGITS)
-    long = international & (length > MAX_DIGITS)
-    for mask, reason in (
-        (short, f"too short: {{}} digits (E.164 needs {MIN_DIGITS}-{MAX_DIGITS})"),
-        (long, f"too long: {{}} digits (E.164 allows at most {MAX_DIGITS})"),
-    ):
-        reasons[mask] = [reason.format(n) for n in length[mask].tolist()]
-    checkable = international & ~short & ~long
-    known = digits.str.match(_COUNTRY_CODE).to_numpy(bool)
-    reasons[checkable & ~known] = "unknown country code"
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        longest = max(*meta.general_desc.possible_length, *_plan(meta.country_code).lengths)
+        national |= bare & (length <= longest)
+        prefix, code = meta.national_prefix, str(meta.country_code)
+        if prefix and prefix != "0":  # "8 912 345-67-89" with RU
+            national |= (
+                bare
+                & digits.str.startswith(prefix).to_numpy(bool)
+                & ~digits.str.startswith(code).to_numpy(bool)
+            )
+        digits = _parse_with_region(digits, national, region, reasons, check)
+    international = pending & isdigit & ~national
+    digits = _check_international(digits, international, length, reasons, check)
     return digits.where(pd.isna(reasons)), reasons
 
 
@@ -235,6 +264,17 @@ def _check_region(region: str | None) -> str | None:
             "such as 'GB' or 'US'"
         )
     return code
+
+
+def _check_mode(number_check) -> str:
+    """The ``number_check`` value, refused clearly when it is not one we know."""
+    if isinstance(number_check, str) and number_check in NUMBER_CHECKS:
+        return number_check
+    raise RecipientsError(
+        f"number_check must be one of {', '.join(map(repr, NUMBER_CHECKS))}; got "
+        f"{number_check!r}. 'possible' checks lengths and the country's number shape, 'valid' "
+        "also the number ranges in use"
+    )
 
 
 def _columns(recipients, phone_column, text_column) -> tuple[pd.Series, pd.Series | None]:
@@ -376,7 +416,8 @@ def _whole_numbers(values: np.ndarray, reasons: np.ndarray) -> pd.Series:
             (~np.isnan(values) & ~finite, "not a finite number"),
             (finite & (values < 0), "negative number"),
             (finite & (values != np.floor(values)), "not a whole number"),
-            (finite & (values >= 10.0**MAX_DIGITS), f"too long: more than {MAX_DIGITS} digits"),
+            # Whole floats are exact below 2**53 (16 digits): "+43 0..." may still be 15 of them.
+            (finite & (values >= 2.0**53), f"too long: more than {MAX_DIGITS} digits"),
         )
     usable = finite.copy()
     for mask, reason in checks:
@@ -456,37 +497,379 @@ def _junk_reason(before: str, value: str) -> str:
     return f"unexpected character {odd!r}"
 
 
-def _parse_with_region(
-    digits: pd.Series,
-    rows: np.ndarray,
-    region: str,
+# --- the numbering plan -------------------------------------------------------------------------
+#
+# phonenumbers' metadata, applied to whole columns per country calling code. What it answers for
+# one number, it must answer here for the column: the property tests compare the two on random
+# numbers. phonenumbers itself runs only on rows the metadata cannot settle in bulk: national
+# formats, and international numbers that start with the country's national prefix (parse strips
+# or transforms it: "+44 0 7443 332212", "+54 ...").
+
+_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+_TYPES = (  # every PhoneNumberDesc that makes a number valid (_number_type_helper's list)
+    "mobile",
+    "fixed_line",
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+)
+
+
+def _head_codes() -> dict[str, int]:
+    """Country calling code of every head of up to 3 digits ("447" -> 44, "4" -> 0 for none), as
+    phonenumbers reads it: the shortest known code wins (codes are prefix-free anyway)."""
+    known = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+    out = {}
+    for width in (1, 2, 3):
+        for i in range(10**width):
+            head = f"{i:0{width}d}"
+            codes = [int(head[:n]) for n in range(1, width + 1) if head[0] != "0"]
+            out[head] = next((c for c in codes if c in known), 0)
+    return out
+
+
+_CODE_OF_HEAD = _head_codes()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the numbering plan says about one country calling code."""
+
+    code: int
+    label: str  # "+44 (GB)": the code and its main region, whose lengths phonenumbers uses
+    lengths: tuple[int, ...]  # possible lengths of a national (significant) number
+    status: np.ndarray  # phonenumbers' ValidationResult by national-number length
+    general: tuple[re.Pattern, ...]  # general national-number pattern of each region, main first
+    regions: tuple[str, ...]
+    prefix: re.Pattern | None  # national prefix for parsing of the main region
+
+
+@cache
+def _plan(code: int) -> _Plan:
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]
+    main = regions[0]
+    meta = _metadata(code, main)
+    result = phonenumbers.ValidationResult
+    status = np.array(  # phonenumbers parses national numbers of 2 to 17 digits
+        [result.TOO_SHORT] * 2
+        + [
+            phonenumbers.is_possible_number_with_reason(
+                phonenumbers.PhoneNumber(country_code=code, national_number=int("5" * n))
+            )
+            for n in range(2, 18)
+        ]
+        + [result.TOO_LONG],
+        dtype=np.int8,
+    )
+    metas = [m for m in (_metadata(code, r) for r in regions) if m is not None]
+    patterns = dict.fromkeys(m.general_desc.national_number_pattern for m in metas)
+    where = "non-geographic" if main == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY else main
+    prefix = meta.national_prefix_for_parsing
+    return _Plan(
+        code=code,
+        label=f"+{code} ({where})",
+        lengths=tuple(meta.general_desc.possible_length),
+        status=status,
+        general=tuple(re.compile(p) for p in patterns if p),
+        regions=regions,
+        prefix=re.compile(prefix) if prefix else None,
+    )
+
+
+def _metadata(code: int, region: str):
+    return phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+
+
+def _check_international(
+    digits: pd.Series, rows: np.ndarray, length: np.ndarray, reasons: np.ndarray, check: str
+) -> pd.Series:
+    """Check rows of country code + national number against the numbering plan, per code."""
+    where = np.flatnonzero(rows)
+    if not len(where):
+        return digits
+    written = digits.iloc[where]
+    heads, distinct = pd.factorize(written.str.slice(0, 3))
+    codes = np.array([_CODE_OF_HEAD.get(h, 0) for h in distinct], dtype=np.int64)[heads]
+    reasons[where[codes == 0]] = "unknown country code"
+    reparsed: dict[int, str] = {}
+    for code, pos in _groups(codes):
+        if code:
+            plan = _plan(code)
+            size = length[where[pos]]
+            reparsed.update(
+                _check_country(plan, where[pos], written.iloc[pos], size, reasons, check)
+            )
+    if reparsed:
+        digits = digits.copy()
+        digits.loc[list(reparsed)] = pd.array(list(reparsed.values()), dtype=STR)
+    return digits
+
+
+def _check_country(
+    plan: _Plan,
+    where: np.ndarray,
+    written: pd.Series,
+    size: np.ndarray,
     reasons: np.ndarray,
+    check: str,
+) -> dict[int, str]:
+    """Set ``reasons`` at ``where`` for one country code's rows (``size`` digits each); returns
+    the rows phonenumbers read differently (a national prefix stripped), position -> digits."""
+    nsn = written.str.slice(len(str(plan.code)))
+    reparsed = {}
+    prefixed = _starts_with_national_prefix(nsn, plan)
+    if prefixed.any():
+        values = written[prefixed]
+        answers = {v: _international_verdict(v, check) for v in pd.unique(values)}
+        for row, value in zip(where[prefixed].tolist(), values, strict=True):
+            number, reasons[row] = answers[value]
+            if number is not None and number != value:
+                reparsed[row] = number
+        where, nsn, size = where[~prefixed], nsn[~prefixed], size[~prefixed]
+
+    national = size - len(str(plan.code))
+    status = plan.status[np.minimum(national, len(plan.status) - 1)]
+    bad = status != _POSSIBLE
+    for key in set(zip(status[bad].tolist(), national[bad].tolist(), strict=True)):
+        reasons[where[(status == key[0]) & (national == key[1])]] = _plan_reason(plan, *key)
+    where, nsn, size, national = where[~bad], nsn[~bad], size[~bad], national[~bad]
+
+    fits = _fits_general(nsn, plan.general)
+    for n in set(national[~fits].tolist()):
+        rows = ~fits & (national == n)
+        start = _general_reason(plan, n, "")
+        reasons[where[rows]] = (start + nsn[rows].str.slice(0, 3)).to_numpy(object)
+    odd = fits & ((size < MIN_DIGITS) | (size > MAX_DIGITS))
+    reasons[where[odd]] = [_length_reason(n) for n in size[odd].tolist()]
+    if check == "valid":
+        ok = fits & ~odd
+        reasons[where[ok][~_valid(nsn[ok], plan)]] = _invalid_reason(plan)
+    return reparsed
+
+
+def _groups(keys: np.ndarray):
+    """(key, positions of that key in order) for each distinct key."""
+    if len(keys) and keys.min() == keys.max():  # one country: the usual campaign
+        yield int(keys[0]), np.arange(len(keys))
+        return
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    bounds = np.flatnonzero(np.diff(ordered)) + 1
+    for part in np.split(order, bounds):
+        yield int(keys[part[0]]), part
+
+
+def _fullmatch(s: pd.Series, pattern: str) -> np.ndarray:
+    return s.str.fullmatch(f"(?:{pattern})").to_numpy(bool)
+
+
+def _starts_with_national_prefix(nsn: pd.Series, plan: _Plan) -> np.ndarray:
+    """Rows whose national number starts with what phonenumbers may strip as a national prefix
+    (or carrier code) even after a country code: they are read by phonenumbers itself."""
+    if plan.prefix is None:
+        return np.zeros(len(nsn), dtype=bool)
+    hit = nsn.str.match(f"(?:{plan.prefix.pattern})").to_numpy(bool, copy=True)
+    rows = np.flatnonzero(hit)
+    if len(rows):  # the pattern may match nothing at all ("0?(...)?" for +54): that is no prefix
+        hit[rows] = [_takes_something(plan.prefix.match(v)) for v in nsn.iloc[rows]]
+    return hit
+
+
+def _takes_something(match: re.Match | None) -> bool:
+    return match is not None and (match.end() > 0 or any(g is not None for g in match.groups()))
+
+
+def _fits_general(nsn: pd.Series, patterns: tuple[re.Pattern, ...]) -> np.ndarray:
+    """Rows that fit the general national-number pattern of one of the code's regions."""
+    out = np.zeros(len(nsn), dtype=bool)
+    todo = np.arange(len(nsn))
+    for pattern in patterns:
+        if not len(todo):
+            break
+        hit = _fullmatch(nsn.iloc[todo], pattern.pattern)
+        out[todo[hit]] = True
+        todo = todo[~hit]
+    return out
+
+
+def _valid(nsn: pd.Series, plan: _Plan) -> np.ndarray:
+    """``phonenumbers.is_valid_number`` for a column: the region is picked as
+    ``region_code_for_number`` does (leading digits, else the first region the number fits)."""
+    if len(plan.regions) == 1:
+        return _in_a_range(nsn, _metadata(plan.code, plan.regions[0]))
+    out = np.zeros(len(nsn), dtype=bool)
+    todo = np.arange(len(nsn))
+    for region in plan.regions:
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if meta is None or not len(todo):
+            continue
+        if meta.leading_digits is not None:
+            mine = nsn.iloc[todo].str.match(f"(?:{meta.leading_digits})").to_numpy(bool)
+            out[todo[mine]] = _in_a_range(nsn.iloc[todo[mine]], meta)
+        else:
+            mine = _in_a_range(nsn.iloc[todo], meta)
+            out[todo[mine]] = True
+        todo = todo[~mine]
+    return out
+
+
+def _in_a_range(nsn: pd.Series, meta) -> np.ndarray:
+    """Rows of a number type of the region (phonenumbers' ``_number_type_helper`` != UNKNOWN)."""
+    size = nsn.str.len().to_numpy(np.int64)
+    out = _fits_desc(nsn, size, meta.general_desc)
+    todo = np.flatnonzero(out)
+    out[:] = False
+    for name in _TYPES:
+        if not len(todo):
+            break
+        if name == "mobile" and meta.same_mobile_and_fixed_line_pattern:
+            continue  # phonenumbers checks the fixed-line pattern only
+        hit = _fits_desc(nsn.iloc[todo], size[todo], getattr(meta, name))
+        out[todo[hit]] = True
+        todo = todo[~hit]
+    return out
+
+
+def _fits_desc(nsn: pd.Series, size: np.ndarray, desc) -> np.ndarray:
+    """phonenumbers' ``_is_number_matching_desc`` for a column."""
+    if desc is None or not desc.national_number_pattern:
+        return np.zeros(len(nsn), dtype=bool)
+    out = np.isin(size, desc.possible_length) if desc.possible_length else np.ones(len(nsn), bool)
+    rows = np.flatnonzero(out)
+    if len(rows):
+        out[rows] = _fullmatch(nsn.iloc[rows], desc.national_number_pattern)
+    return out
+
+
+def _parse_with_region(
+    digits: pd.Series, rows: np.ndarray, region: str, reasons: np.ndarray, check: str
 ) -> pd.Series:
     """Resolve national or ambiguous bare-digit rows with ``phonenumbers``, once per value."""
     if not rows.any():
         return digits
     subset = digits[rows]
-    resolved = {v: _resolve(v, region) for v in pd.unique(subset)}
+    resolved = {v: _resolve(v, region, check) for v in pd.unique(subset)}
     reasons[rows] = [resolved[v][1] for v in subset]
     digits = digits.copy()
     digits.loc[rows] = pd.array([resolved[v][0] for v in subset], dtype=STR)
     return digits
 
 
-def _resolve(value: str, region: str) -> tuple[str | None, str | None]:
-    """A national number of ``region`` if valid, else (no leading 0) an international one."""
-    candidates = [(value, region)]
-    if not value.startswith("0"):
-        candidates.append(("+" + value, None))
-    for text, where in candidates:
-        try:
-            number = phonenumbers.parse(text, where)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-            return e164[1:], None
-    return None, f"not a valid number for region {region}"
+def _resolve(value: str, region: str, check: str) -> tuple[str | None, str | None]:
+    """A national number of ``region``; bare digits without a leading 0 may also be an
+    international number without its "+": the reading that is a valid number wins (national
+    first), then, with "possible", the first possible one."""
+    national = _parse(value, region)
+    if value.startswith("0"):
+        return _refined(_verdict_of(national, check), value, region)
+    international = _parse("+" + value, None)
+    for mode in dict.fromkeys(("valid", check)):
+        answers = [_verdict_of(national, mode), _verdict_of(international, mode)]
+        for answer in answers:
+            if answer[0] is not None:
+                return answer
+    first, second = answers
+    return None, f"{_refined(first, value, region)[1]}; as +{value}: {second[1]}"
+
+
+def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber | str:
+    """``phonenumbers.parse``, or the reason it refused ``text``."""
+    try:
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        return _parse_reason(exc, region)
+
+
+def _verdict_of(
+    number: phonenumbers.PhoneNumber | str, check: str
+) -> tuple[str | None, str | None]:
+    return (None, number) if isinstance(number, str) else _verdict(number, check)
+
+
+def _refined(answer: tuple[str | None, str | None], value: str, region: str):
+    """A refused national number's reason, told about its length without the trunk prefix."""
+    if answer[0] is not None:
+        return answer
+    return None, _trunk_reason(value, region) or answer[1]
+
+
+def _trunk_reason(value: str, region: str) -> str | None:
+    """Why a refused national number is too short or long once its trunk prefix is dropped
+    ("07443 33": phonenumbers keeps the 0 when the rest has no possible length)."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix = meta.national_prefix
+    if not prefix or not value.startswith(prefix):
+        return None
+    plan = _plan(meta.country_code)
+    n = len(value) - len(prefix)
+    status = plan.status[min(n, len(plan.status) - 1)]
+    return None if status == _POSSIBLE else _plan_reason(plan, status, n)
+
+
+def _international_verdict(digits: str, check: str) -> tuple[str | None, str | None]:
+    return _verdict_of(_parse("+" + digits, None), check)
+
+
+def _verdict(number: phonenumbers.PhoneNumber, check: str) -> tuple[str | None, str | None]:
+    """Digits-only E.164 of a parsed number, or why it is refused: the same checks, in the
+    same order and words, as the column path (``_check_international``)."""
+    nsn = phonenumbers.national_significant_number(number)
+    e164 = f"{number.country_code}{nsn}"
+    plan = _plan(number.country_code)
+    status = phonenumbers.is_possible_number_with_reason(number)
+    if status != _POSSIBLE:
+        return None, _plan_reason(plan, status, len(nsn))
+    if not any(p.fullmatch(nsn) for p in plan.general):
+        return None, _general_reason(plan, len(nsn), nsn[:3])
+    if not MIN_DIGITS <= len(e164) <= MAX_DIGITS:
+        return None, _length_reason(len(e164))
+    if check == "valid" and not phonenumbers.is_valid_number(number):
+        return None, _invalid_reason(plan)
+    return e164, None
+
+
+def _length_reason(n: int) -> str:
+    if n < MIN_DIGITS:
+        return f"too short: {n} digits (E.164 needs {MIN_DIGITS}-{MAX_DIGITS})"
+    return f"too long: {n} digits (E.164 allows at most {MAX_DIGITS})"
+
+
+def _plan_reason(plan: _Plan, status: int, n: int) -> str:
+    after = f"{n} digit{'' if n == 1 else 's'} after +{plan.code}"
+    result = phonenumbers.ValidationResult
+    if status == result.IS_POSSIBLE_LOCAL_ONLY:
+        return f"too short for {plan.label}: {after} is a local number without its area code"
+    if status == result.TOO_SHORT:
+        return f"too short for {plan.label}: {after} (at least {plan.lengths[0]})"
+    if status == result.TOO_LONG:
+        return f"too long for {plan.label}: {after} (at most {plan.lengths[-1]})"
+    lengths = ", ".join(map(str, plan.lengths))
+    return f"impossible length for {plan.label}: {after} (possible: {lengths})"
+
+
+def _general_reason(plan: _Plan, n: int, head: str) -> str:
+    return f"impossible for {plan.label}: no {n}-digit number there begins with {head}"
+
+
+def _invalid_reason(plan: _Plan) -> str:
+    return f"not a valid number for {plan.label}: in no number range in use"
+
+
+def _parse_reason(exc: phonenumbers.NumberParseException, region: str | None) -> str:
+    kind = phonenumbers.NumberParseException
+    if exc.error_type == kind.INVALID_COUNTRY_CODE:
+        return "unknown country code"
+    where = f" for region {region}" if region else ""
+    if exc.error_type in (kind.TOO_SHORT_NSN, kind.TOO_SHORT_AFTER_IDD):
+        return "too short" + where
+    if exc.error_type == kind.TOO_LONG:
+        return "too long" + where
+    return "not a phone number" + where
 
 
 def _check_texts(texts: pd.Series) -> tuple[np.ndarray, list[str], np.ndarray]:
