@@ -16,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, FAILED_STAGES
 from airflow_provider_voxsms.sql import check_table_name, db_api_hook, ensure_schema, transactional
 
 __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 
 #: Columns the ``failed_numbers`` frame must have (more are ignored).
-FAILED_NUMBER_COLUMNS = ("destination_number", "error_code", "error_description", "stage")
-STAGES = frozenset({"validation", "api"})
+FAILED_NUMBER_COLUMNS = tuple(FAILED_COLUMNS)
 
 _TABLE_COLUMNS = (
     "dag_id",
@@ -127,10 +127,10 @@ def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"error_code must hold integers or NaN/None: {exc}") from None
     stages = failed["stage"]
-    bad_stages = sorted(map(str, set(stages[~stages.isin(STAGES)].unique())))
+    bad_stages = sorted(map(str, set(stages[~stages.isin(FAILED_STAGES)].unique())))
     if bad_stages:
         raise ValueError(
-            f"stage must be one of {sorted(STAGES)}, got: {', '.join(bad_stages[:10])}"
+            f"stage must be one of {sorted(FAILED_STAGES)}, got: {', '.join(bad_stages[:10])}"
         )
     return [
         _texts(failed["destination_number"]),

@@ -13,6 +13,7 @@ MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per r
 # The columns of every failed-numbers frame and table; ``stage`` is ``validation`` (never sent),
 # ``api`` (the API refused the number), ``not_sent`` (never reached the API) or ``delivery``.
 FAILED_COLUMNS = ["destination_number", "error_code", "error_description", "stage"]
+FAILED_STAGES = ("validation", "api", "not_sent", "delivery")
 
 # What the send ledger knows of a number; ``in_flight``: claimed, no answer recorded.
 IN_FLIGHT, ACCEPTED, FAILED, UNKNOWN = "in_flight", "accepted", "failed", "unknown"

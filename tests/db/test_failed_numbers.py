@@ -193,6 +193,13 @@ def test_bad_error_codes(codes, match):
         log_failed_numbers(frame(["+1"], codes), conn_id="unused", **TI)
 
 
+@pytest.mark.parametrize("stage", ["not_sent", "delivery"])
+def test_every_stage_the_operators_report_is_logged(db, stage):
+    """A stopped run reports ``not_sent`` numbers, delivery reports ``delivery``."""
+    assert log(db, frame(["+4915100000001"], [127], stage=stage)) == 1
+    assert db.rows() == [("+4915100000001", 127, "error for +4915100000001", stage)]
+
+
 def test_unknown_stage():
     with pytest.raises(ValueError, match=r"stage must be one of .* got: sending"):
         log_failed_numbers(frame(["+1"], [1], stage="sending"), conn_id="unused", **TI)

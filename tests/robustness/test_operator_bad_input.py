@@ -606,3 +606,13 @@ def test_a_list_of_only_dicts_is_a_list_of_rows(voximplant_conn):
     run = execute(voximplant_conn, [{"phone": "447443332212"}, {"phone": "+44 7443 332213"}])
     assert run.error is None
     assert sorted(m["destination_number"] for m in run.messages) == ["447443332212", "447443332213"]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_run_with_no_valid_recipients_reports_dry_run_only_when_it_was_one(
+    voximplant_emulator, dry_run
+):
+    run = execute(voximplant_emulator, ["not a number", ""], dry_run=dry_run)
+    assert run.error is None, repr(run.error)
+    assert run.summary["dry_run"] is dry_run and run.summary["invalid"] == 2
+    assert run.stats["requests"] == 0
