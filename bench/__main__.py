@@ -22,6 +22,7 @@ SECTIONS = {
     "5": "auth cost",
     "6": "logging failed numbers",
     "7": "send ledger overhead",
+    "8": "retry of a large campaign",
 }
 
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             "5": lambda: scenarios.auth_cost(cfg, emu),
             "6": lambda: scenarios.failed_numbers_logging(cfg),
             "7": lambda: scenarios.ledger_overhead(cfg, emu),
+            "8": lambda: scenarios.retry_of_a_large_campaign(cfg, emu),
         }
         for key, step in steps.items():
             if key in only:

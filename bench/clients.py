@@ -39,13 +39,16 @@ class FakeTaskInstance:
         self.xcoms[key] = value
 
 
-def run_operator(recipients, **kwargs: Any) -> tuple[float, dict, FakeTaskInstance]:
-    """Build the operator with defaults (plus ``kwargs``) and time its ``execute()``."""
+def run_operator(
+    recipients, ti: FakeTaskInstance | None = None, **kwargs: Any
+) -> tuple[float, dict, FakeTaskInstance]:
+    """Build the operator with defaults (plus ``kwargs``) and time its ``execute()``; pass the
+    ``ti`` of an earlier run to time a retry of the same task instance."""
     from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 
     kwargs = {"text": TEXT, "src_number": SENDER, "default_region": REGION, **kwargs}
     operator = A2PSendSmsOperator(task_id="bench_send", recipients=recipients, **kwargs)
-    ti = FakeTaskInstance()
+    ti = ti or FakeTaskInstance()
     start = time.perf_counter()
     summary = operator.execute({"ti": ti})
     return time.perf_counter() - start, summary, ti

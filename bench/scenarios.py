@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,8 @@ class Config:
     db_runs: int = 3
     ledger_n: int = 100_000
     ledger_runs: int = 5
+    retry_ns: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    retry_left: int = 1_000
     max_concurrency: int = 16  # the operator's default
 
 
@@ -63,6 +65,8 @@ SMOKE = Config(
     db_runs=1,
     ledger_n=1_000,
     ledger_runs=1,
+    retry_ns=(1_000,),
+    retry_left=100,
 )
 
 
@@ -442,6 +446,90 @@ def ledger_overhead(cfg: Config, emu: EmulatorProcess) -> list[Row]:
         return rows
 
     return _on_each_database("7", measure_on)
+
+
+# -- 8. retry of a large campaign ----------------------------------------------------------
+
+
+def retry_of_a_large_campaign(cfg: Config, emu: EmulatorProcess) -> list[Row]:
+    """A campaign that ran out of money after N numbers, retried after a top-up: the retry
+    resumes N settled numbers from the send ledger (SQLite) and sends the ``retry_left`` rest.
+    Next to it, for the target, a first try that sends 100,000 numbers with the ledger."""
+    from airflow_provider_voxsms.errors import CampaignStoppedError
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="voxsms-bench-retry-") as tmp:
+        os.environ["AIRFLOW_CONN_VOXSMS_BENCH_LEDGER"] = "sqlite://" + str(Path(tmp) / "l.db")
+        reference_n = min(100_000, max(cfg.retry_ns))
+        emu.reset()
+        seconds, summary, _ = clients.run_operator(
+            data.clean_frame(reference_n, offset=7_000_000), ledger_conn_id="voxsms_bench_ledger"
+        )
+        _check_sent(summary, reference_n)
+        reference_s = seconds
+        rows.append(
+            Row(
+                "8",
+                f"reference: a first try sending {reference_n:,} recipients with the ledger",
+                _single(seconds),
+                note="no added latency",
+            )
+        )
+        for n in cfg.retry_ns:
+            frame = data.clean_frame(n + cfg.retry_left)
+            emu.reset()
+            emu.set_faults(insufficient_money_after=n)
+            ti = clients.FakeTaskInstance()
+            with suppress(CampaignStoppedError):  # the first try stops on error 127, as intended
+                clients.run_operator(frame, ti=ti, ledger_conn_id="voxsms_bench_ledger")
+            resumed = _time_resume(frame, ti)
+            emu.set_faults(insufficient_money_after=None)
+            seconds, summary, _ = clients.run_operator(
+                frame, ti=ti, ledger_conn_id="voxsms_bench_ledger"
+            )
+            if summary["earlier"] < n or summary["accepted"] != n + cfg.retry_left:
+                raise RuntimeError(f"the retry did not resume {n:,} settled numbers: {summary}")
+            _say(f"retry resuming {n:,} settled numbers: {seconds:.2f} s")
+            rows.append(
+                Row(
+                    "8",
+                    f"resume {summary['earlier']:,} settled numbers: read the ledger, split",
+                    _single(resumed),
+                    target=f"< the {reference_n:,}-recipient first try" if n >= 1_000_000 else "",
+                    met=resumed < reference_s if n >= 1_000_000 else None,
+                    note="SendLedger.open() and sms.resume.resume(), what a retry adds",
+                )
+            )
+            rows.append(
+                Row(
+                    "8",
+                    f"the whole retry: {summary['earlier']:,} settled numbers, sending "
+                    f"{n + cfg.retry_left - summary['earlier']:,}",
+                    _single(seconds),
+                    note="the whole retry: read the ledger, resume, send the rest, report",
+                )
+            )
+        del os.environ["AIRFLOW_CONN_VOXSMS_BENCH_LEDGER"]
+    emu.reset()
+    return rows
+
+
+def _time_resume(frame, ti) -> float:
+    """Seconds to read the ledger of ``ti`` and split ``frame`` by it, as a retry does."""
+    from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
+    from airflow_provider_voxsms.sms.recipients import prepare_recipients
+    from airflow_provider_voxsms.sms.resume import resume
+
+    valid = prepare_recipients(frame, text=data.TEXT, default_region=data.REGION).valid
+    key = TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+    start = time.perf_counter()
+    with SendLedger("voxsms_bench_ledger", key) as ledger:
+        resume(valid, ledger.previous, settle_delay_s=0)
+    return time.perf_counter() - start
+
+
+def _single(seconds: float) -> Sample:
+    return Sample(values=[seconds])
 
 
 def _log_rows(cfg: Config, name: str, uri: str) -> Row:
