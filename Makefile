@@ -77,7 +77,7 @@ check-dist: dist docs
 # Re-pin what CI installs (run after changing dependencies in pyproject.toml).
 constraints:
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra test --extra bench --extra docs \
-		--extra dist \
+		--extra dist --extra ui \
 		--no-emit-package airflow-provider-voxsms -o constraints.txt pyproject.toml
 
 clean:
