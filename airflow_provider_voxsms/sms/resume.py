@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from airflow_provider_voxsms.sms.model import ACCEPTED, FAILED, Batch, BatchOutcome, text_hash
@@ -31,19 +32,21 @@ class Resumed:
 def resume(valid: pd.DataFrame, previous: pd.DataFrame, *, settle_delay_s: float) -> Resumed:
     """Split ``valid`` (``phone``, ``text``) by the ledger's ``previous`` rows.
 
-    ``previous`` has one row per (``destination_number``, ``text_hash``) with ``status``,
-    ``message_id``, ``error_code``, ``error_description`` and ``claimed_at`` (epoch seconds).
+    ``previous`` has one row per (``destination_number``, ``text_hash``), indexed by the two
+    joined (``number + text_hash``), with ``status``, ``message_id``, ``error_code``,
+    ``error_description`` and ``claimed_at`` (epoch seconds).
     An open number becomes ready for the history ``settle_delay_s`` after its claim.
     """
     if previous.empty or valid.empty:
         return Resumed(valid, None, [])
-    hashes = pd.Series({text: text_hash(text) for text in pd.unique(valid["text"])})
-    keys = _keys(valid["phone"], valid["text"].map(hashes))
-    where = pd.Index(_keys(previous["destination_number"], previous["text_hash"])).get_indexer(keys)
+    hashes = {text: text_hash(text) for text in pd.unique(valid["text"])}
+    numbers, texts = valid["phone"].tolist(), valid["text"].tolist()
+    keys = [number + hashes[text] for number, text in zip(numbers, texts, strict=True)]
+    where = previous.index.get_indexer(pd.Index(keys, dtype=object))
     seen = where >= 0
     rows = previous.iloc[where[seen]]
-    texts = valid["text"].to_numpy()[seen]
-    numbers = valid["phone"].to_numpy()[seen]
+    numbers = np.asarray(numbers, dtype=object)[seen]
+    texts = np.asarray(texts, dtype=object)[seen]
     status = rows["status"].to_numpy()
 
     accepted, failed = status == ACCEPTED, status == FAILED
@@ -71,8 +74,3 @@ def resume(valid: pd.DataFrame, previous: pd.DataFrame, *, settle_delay_s: float
         for number, text, since in zip(numbers[still_open], texts[still_open], claimed, strict=True)
     ]
     return Resumed(valid[~seen], settled if settled.batch.numbers else None, open_numbers)
-
-
-def _keys(numbers: pd.Series, hashes: pd.Series) -> pd.Series:
-    """One string per (number, text hash); the hash has a fixed length, so no separator."""
-    return numbers.astype(str).reset_index(drop=True) + hashes.astype(str).reset_index(drop=True)

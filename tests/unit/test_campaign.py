@@ -171,7 +171,7 @@ def previous(rows, claimed_ago_s: float = 5.0) -> pd.DataFrame:
     data["claimed_at"] = time.time() - claimed_ago_s
     data["message_id"] = data["message_id"].astype("Int64")
     data["error_code"] = data["error_code"].astype("Int64")
-    return data
+    return data.set_index(data["destination_number"] + data["text_hash"])  # as the ledger does
 
 
 def test_resume_keeps_earlier_outcomes_with_their_descriptions_and_opens_the_rest():
