@@ -365,3 +365,18 @@ def _claim_or_error(ledger: SendLedger, b: Batch):
         return ledger.claim(b)
     except LedgerError as err:
         return err
+
+
+def test_outcomes_written_as_rows_by_earlier_builds_are_still_read():
+    """Outcome JSON was a list of rows per status before it became columns (version 2)."""
+    from airflow_provider_voxsms.ledger import _previous
+
+    tx = text_hash("hi")
+    claims = [(tx, '["447400000001", "447400000002"]', "2026-12-01 10:00:00")]
+    rows = '{"accepted": [["447400000001", 11]], "failed": [["447400000002", 509, "blocked"]]}'
+    columns = '{"v": 2, "accepted": [["447400000001"], [11]]}'
+    for outcome in (rows, columns):
+        previous = _previous(claims, [(tx, outcome)])
+        assert previous.loc["447400000001" + tx, "message_id"] == 11
+    previous = _previous(claims, [(tx, rows)])
+    assert previous.loc["447400000002" + tx, "error_description"] == "blocked"
