@@ -21,8 +21,9 @@ from airflow_provider_voxsms.sql import check_table_name, db_api_hook, ensure_sc
 
 __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 
-#: Columns the ``failed_numbers`` frame must have (more are ignored).
-FAILED_NUMBER_COLUMNS = tuple(FAILED_COLUMNS)
+#: Columns the ``failed_numbers`` frame must have (more are ignored); ``input_number`` is
+#: stored when present.
+FAILED_NUMBER_COLUMNS = tuple(c for c in FAILED_COLUMNS if c != "input_number")
 
 _TABLE_COLUMNS = (
     "dag_id",
@@ -30,6 +31,7 @@ _TABLE_COLUMNS = (
     "task_id",
     "map_index",
     "destination_number",
+    "input_number",
     "error_code",
     "error_description",
     "stage",
@@ -43,12 +45,15 @@ _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     task_id VARCHAR(250) NOT NULL,
     map_index INTEGER NOT NULL,
     destination_number TEXT,
+    input_number TEXT,
     error_code BIGINT,
     error_description TEXT,
     stage VARCHAR(16) NOT NULL,
     logged_at TIMESTAMP NOT NULL
 )"""
 _CREATE_INDEX = "CREATE INDEX IF NOT EXISTS ix_{table}_ti ON {table} (dag_id, run_id, task_id)"
+# Tables made before input_number existed get it (ADD COLUMN: SQLite and PostgreSQL alike).
+_ADD_INPUT_NUMBER = "ALTER TABLE {table} ADD COLUMN input_number TEXT"
 
 
 def log_failed_numbers(
@@ -69,7 +74,8 @@ def log_failed_numbers(
 
     :param failed: frame with columns ``destination_number``, ``error_code`` (integer, or
         NaN/None for validation failures; stored as NULL), ``error_description`` and ``stage``
-        (``"validation"`` or ``"api"``).
+        (``validation``, ``api``, ``not_sent`` or ``delivery``), and optionally
+        ``input_number`` (the number as the input wrote it), as the operators push them.
     :param conn_id: Airflow connection whose hook is a common-sql ``DbApiHook``.
     :param dag_id: DAG id of the task instance that owns the rows.
     :param run_id: DAG run id of that task instance.
@@ -105,6 +111,11 @@ def log_failed_numbers(
             [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
             probe=f"SELECT dag_id FROM {table} WHERE 1 = 0",
         )
+        ensure_schema(
+            conn,
+            [_ADD_INPUT_NUMBER.format(table=table)],
+            probe=f"SELECT input_number FROM {table} WHERE 1 = 0",
+        )
         with closing(conn.cursor()) as cur:
             cur.execute(delete_sql, key)
             for batch in _batches(rows, _BATCH_ROWS):
@@ -115,7 +126,7 @@ def log_failed_numbers(
 
 
 def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
-    """The four data columns as Python values (None for missing), validated, in table order."""
+    """The data columns as Python values (None for missing), validated, in table order."""
     if not isinstance(failed, pd.DataFrame):
         raise TypeError(f"failed must be a pandas DataFrame, got {type(failed).__name__}")
     missing = [c for c in FAILED_NUMBER_COLUMNS if c not in failed.columns]
@@ -132,8 +143,12 @@ def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
         raise ValueError(
             f"stage must be one of {sorted(FAILED_STAGES)}, got: {', '.join(bad_stages[:10])}"
         )
+    written = (
+        failed["input_number"] if "input_number" in failed else pd.Series([None] * len(failed))
+    )
     return [
         _texts(failed["destination_number"]),
+        _texts(written),
         codes.to_numpy(dtype=object, na_value=None),
         _texts(failed["error_description"]),
         stages.to_numpy(dtype=object),

@@ -57,17 +57,18 @@ def ensure_schema(conn: Any, statements: Sequence[str], *, probe: str) -> None:
     Skipping them matters on PostgreSQL: ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on
     its table even when the index exists, so every task would wait for other tasks' open
     writes to that table, and could deadlock with them. Two tasks creating the same table at
-    the same moment can make ``IF NOT EXISTS`` fail in the loser; its second try finds it.
+    the same moment can make ``IF NOT EXISTS`` (or an ``ALTER``) fail in the loser; its second
+    probe finds the object.
     """
-    try:
-        with closing(conn.cursor()) as cur:
-            cur.execute(probe)
-            cur.fetchall()
-        conn.commit()
-        return
-    except Exception:
-        conn.rollback()
     for attempt in (1, 2):
+        try:
+            with closing(conn.cursor()) as cur:
+                cur.execute(probe)
+                cur.fetchall()
+            conn.commit()
+            return
+        except Exception:
+            conn.rollback()
         try:
             with closing(conn.cursor()) as cur:
                 for statement in statements:

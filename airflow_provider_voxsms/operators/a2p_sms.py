@@ -51,6 +51,8 @@ class A2PSendSmsOperator(BaseOperator):
     :param text_column: column holding each row's own message; equal texts share requests.
     :param phone_column: column holding the numbers (DataFrame or list of dicts).
     :param default_region: ISO region (e.g. ``"GB"``) in which national numbers are parsed.
+    :param number_check: ``"possible"`` (default: a length and shape the country's numbering
+        plan allows) or ``"valid"`` (also a number range in use, per ``phonenumbers``).
     :param voximplant_conn_id: connection of type ``voximplant``.
     :param batch_size: numbers per request, 1..100.
     :param max_concurrency: requests in flight at once (one hook, one token, one pool).
@@ -101,6 +103,7 @@ class A2PSendSmsOperator(BaseOperator):
         text_column: str | None = None,
         phone_column: str = "phone",
         default_region: str | None = None,
+        number_check: str = "possible",
         voximplant_conn_id: str = VoximplantHook.default_conn_name,
         batch_size: int = MAX_BATCH_SIZE,
         max_concurrency: int = 16,
@@ -151,6 +154,7 @@ class A2PSendSmsOperator(BaseOperator):
         self.text_column = text_column
         self.phone_column = phone_column
         self.default_region = default_region
+        self.number_check = number_check
         self.voximplant_conn_id = voximplant_conn_id
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
@@ -185,6 +189,7 @@ class A2PSendSmsOperator(BaseOperator):
             text=self.text,
             text_column=self.text_column,
             default_region=self.default_region,
+            number_check=self.number_check,
         )
         plan = plan_batches(prepared.valid, self.batch_size)
         self.log.info(
@@ -195,6 +200,12 @@ class A2PSendSmsOperator(BaseOperator):
             prepared.duplicates,
             plan.summary(),
         )
+        if invalid := run_report.invalid_summary(prepared):
+            self.log.warning(
+                "%d invalid row(s), never sent (all in the XCom 'failed_numbers'): %s",
+                len(prepared.invalid),
+                "; ".join(invalid),
+            )
         if self.max_recipients is not None and len(prepared.valid) > self.max_recipients:
             raise RecipientsError(
                 f"{len(prepared.valid)} numbers would be sent, more than max_recipients="

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per request
 
-# The columns of every failed-numbers frame and table; ``stage`` is ``validation`` (never sent),
-# ``api`` (the API refused the number), ``not_sent`` (never reached the API) or ``delivery``.
-FAILED_COLUMNS = ["destination_number", "error_code", "error_description", "stage"]
+# The columns of every failed-numbers frame and table, whatever the stage:
+# ``destination_number`` is the normalised number (digits-only E.164; missing when the input is
+# not a usable number), ``input_number`` the value as the input wrote it, and ``stage`` one of
+# ``validation`` (never sent), ``api`` (the API refused the number), ``not_sent`` (never reached
+# the API) or ``delivery`` (accepted, then not delivered).
+FAILED_COLUMNS = ["destination_number", "input_number", "error_code", "error_description", "stage"]
 FAILED_STAGES = ("validation", "api", "not_sent", "delivery")
 
 # What the send ledger knows of a number; ``in_flight``: claimed, no answer recorded.

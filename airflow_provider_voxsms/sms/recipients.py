@@ -110,14 +110,31 @@ class PreparedRecipients:
     ``valid`` has columns ``phone`` (str: digits-only E.164 without "+") and ``text``
     (categorical of str: one copy per distinct text keeps a million rows small); its index is the
     row position in the input, in input order. ``invalid`` has columns ``row``, ``original`` (the
-    input value as ``str()`` shows it) and ``reason``. ``total == len(valid) + len(invalid) +
-    duplicates``.
+    input value as ``str()`` shows it), ``phone`` (the normalised number, missing when the value
+    is not a usable number) and ``reason``. ``phones`` is the input's phone column as given
+    (not a copy). ``total == len(valid) + len(invalid) + duplicates``.
     """
 
     valid: pd.DataFrame
     invalid: pd.DataFrame
     duplicates: int
     total: int
+    phones: pd.Series | None = None
+
+    def as_written(self, numbers: list[str]) -> list[str]:
+        """How each of these valid numbers was written in the input (at its first row)."""
+        if self.phones is None or not numbers:
+            return list(numbers)
+        phone = self.valid["phone"]
+        hits = phone[phone.isin(numbers)]
+        first_row = pd.Series(hits.index.to_numpy(), index=hits.to_numpy(dtype=object))
+        first_row = first_row[~first_row.index.duplicated(keep="first")]
+        rows = first_row.reindex(numbers)
+        known = rows.notna().to_numpy()
+        written = np.asarray(numbers, dtype=object)
+        phones = self.phones.reset_index(drop=True)
+        written[known] = _originals(phones, rows[known].to_numpy().astype(np.int64))
+        return written.tolist()
 
 
 def prepare_recipients(
@@ -184,10 +201,11 @@ def prepare_recipients(
         {
             "row": bad.astype(np.int64),
             "original": pd.array(_originals(phones, bad), dtype=STR),
+            "phone": pd.array(phone.iloc[bad].tolist(), dtype=STR),
             "reason": pd.array(reasons[bad].tolist(), dtype=STR),
         }
     )
-    return PreparedRecipients(valid, invalid, int(dup.sum()), len(phones))
+    return PreparedRecipients(valid, invalid, int(dup.sum()), len(phones), phones)
 
 
 def normalise_phones(

@@ -10,12 +10,13 @@ from airflow_provider_voxsms.sms.recipients import PreparedRecipients
 
 
 def failed_numbers(prepared: PreparedRecipients, report: CampaignReport | None) -> pd.DataFrame:
-    """Every number that got no SMS for a known reason, one row each: invalid rows (stage
-    ``validation``, the value as written), numbers the API refused (``api``) and numbers that
-    never reached the API (``not_sent``)."""
+    """Every number that got no SMS for a known reason, one row each (``FAILED_COLUMNS``):
+    invalid rows (stage ``validation``), numbers the API refused (``api``) and numbers that
+    never reached the API (``not_sent``), each with the number as written and normalised."""
     invalid = pd.DataFrame(
         {
-            "destination_number": prepared.invalid["original"].astype(str),
+            "destination_number": prepared.invalid["phone"].astype(object),
+            "input_number": prepared.invalid["original"].astype(str),
             "error_code": pd.array([None] * len(prepared.invalid), dtype="Int64"),
             "error_description": prepared.invalid["reason"].astype(str),
             "stage": "validation",
@@ -24,11 +25,27 @@ def failed_numbers(prepared: PreparedRecipients, report: CampaignReport | None) 
     frames = [invalid]
     for kind, stage in (("failed", "api"), ("not_sent", "not_sent")):
         rows = [row for outcome in _outcomes(report) for row in getattr(outcome, kind)]
-        frame = pd.DataFrame(rows, columns=FAILED_COLUMNS[:3])
+        frame = pd.DataFrame(
+            rows, columns=["destination_number", "error_code", "error_description"]
+        )
+        frame["input_number"] = prepared.as_written(frame["destination_number"].tolist())
         frame["error_code"] = frame["error_code"].astype("Int64")
         frame["stage"] = stage
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)[FAILED_COLUMNS]
+
+
+def invalid_summary(prepared: PreparedRecipients, examples: int = 3) -> list[str]:
+    """One line per kind of invalid row (the reason up to its first colon), most common first,
+    with its count and a few of the values as written."""
+    if prepared.invalid.empty:
+        return []
+    kinds = prepared.invalid["reason"].astype(str).str.split(":", n=1).str[0]
+    lines = []
+    for kind, rows in prepared.invalid.groupby(kinds.to_numpy(), sort=False):
+        shown = ", ".join(repr(v) for v in rows["original"].head(examples).tolist())
+        lines.append((len(rows), f"{len(rows)} x {kind} (e.g. {shown})"))
+    return [line for _, line in sorted(lines, key=lambda item: -item[0])]
 
 
 def accepted_numbers(report: CampaignReport | None) -> pd.DataFrame:

@@ -60,12 +60,14 @@ def test_upstream_dataframe_is_sent_exactly_once(voximplant_conn, run_dag):
     failed = xcom(tis["send"], "failed_numbers")
     assert list(failed.columns) == [
         "destination_number",
+        "input_number",
         "error_code",
         "error_description",
         "stage",
     ]
     assert set(failed["stage"]) == {"validation"}
-    assert "not a number" in set(failed["destination_number"])
+    assert "not a number" in set(failed["input_number"]), "as written"
+    assert failed.loc[failed["input_number"] == "not a number", "destination_number"].isna().all()
     accepted = xcom(tis["send"], "accepted_numbers")
     assert sorted(accepted["destination_number"]) == sorted(expected)
     assert set(accepted["message_id"]) == {m["message_id"] for m in messages}
@@ -93,6 +95,7 @@ def test_operator_output_as_recipients_and_api_failures(voximplant_conn, run_dag
     assert failed.to_dict("records") == [
         {
             "destination_number": "447443332299",
+            "input_number": "+447443332299",  # as the upstream task wrote it
             "error_code": 509,
             "error_description": "A2P SMS disabled",  # the emulator's answer for code 509
             "stage": "api",
@@ -119,6 +122,7 @@ def test_fatal_error_fails_the_task_with_a_summary(voximplant_conn, run_dag):
     assert stats["api_errors"] == {"127": 1}, "the run stopped at the first 127"
     failed = xcom(tis["send"], "failed_numbers")
     assert len(failed) == 700 and set(failed["error_code"]) == {127}
+    assert set(failed["stage"]) == {"not_sent"}, "never reached the API: not refused by it"
     assert len(xcom(tis["send"], "accepted_numbers")) == 300
 
 

@@ -209,3 +209,20 @@ def test_not_a_sql_connection(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_NOT_SQL", "smtp://mail.example.test:25")
     with pytest.raises(TypeError, match="not a common-sql DbApiHook"):
         log_failed_numbers(frame(["+1"], [1]), conn_id="not_sql", **TI)
+
+
+def test_the_number_as_written_is_stored_and_an_older_table_gets_its_column(db):
+    """A table created before ``input_number`` existed is given the column on the next write."""
+    from airflow_provider_voxsms.sql import db_api_hook
+
+    db_api_hook(CONN_ID).run(
+        f"CREATE TABLE {db.table} (dag_id VARCHAR(250) NOT NULL, run_id VARCHAR(250) NOT NULL, "
+        "task_id VARCHAR(250) NOT NULL, map_index INTEGER NOT NULL, destination_number TEXT, "
+        "error_code BIGINT, error_description TEXT, stage VARCHAR(16) NOT NULL, "
+        "logged_at TIMESTAMP NOT NULL)"
+    )
+    failed = frame(["447443332212"], [509]).assign(input_number=["+44 7443 332212"])
+    assert log(db, failed) == 1
+    assert db.records("SELECT destination_number, input_number FROM {table}") == [
+        ("447443332212", "+44 7443 332212")
+    ]

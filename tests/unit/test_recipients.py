@@ -108,7 +108,7 @@ def test_result_shape_and_order():
     assert prepared.valid["phone"].tolist() == [US, UK]
     assert prepared.valid.index.tolist() == [0, 2]
     assert prepared.valid["text"].tolist() == ["hi", "hi"]
-    assert list(prepared.invalid.columns) == ["row", "original", "reason"]
+    assert list(prepared.invalid.columns) == ["row", "original", "phone", "reason"]
     assert prepared.invalid["row"].tolist() == [1, 3]
     assert prepared.invalid["original"].tolist() == ["oops", ""]
     assert (prepared.duplicates, prepared.total) == (1, 5)
