@@ -24,5 +24,5 @@ def dataframe_xcoms_unsupported() -> str | None:
     try:
         serialize(pd.DataFrame({"destination_number": ["0"]}))
     except TypeError as err:
-        return f"this Airflow cannot store pandas {pd.__version__} DataFrames as XComs ({err})"
+        return f"This Airflow cannot store pandas {pd.__version__} DataFrames as XComs ({err})"
     return None

@@ -215,7 +215,7 @@ class A2PSendSmsOperator(BaseOperator):
             raise RecipientsError("src_number (the SenderID) is empty; nothing was sent.")
         if problem := dataframe_xcoms_unsupported():
             raise AirflowFailException(
-                f"{problem[0].upper()}{problem[1:]}, and A2PSendSmsOperator pushes its outputs "
+                f"{problem}, and A2PSendSmsOperator pushes its outputs "
                 "as DataFrames. Install pandas<3 or upgrade to Airflow 3.3 or later. Nothing "
                 "was sent."
             )
