@@ -11,6 +11,7 @@ error that would repeat for every batch does not settle: it ends at once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -108,6 +109,7 @@ def run_campaign(
         )
 
     open_numbers, unsent = list(resumed.open_numbers), []
+    api_reached = threading.Event()  # for the whole campaign: see dispatch()
     batches, rounds = plan.batches, 0
     while True:
         if batches:
@@ -119,6 +121,7 @@ def run_campaign(
                 requests_per_second=settings.requests_per_second,
                 claim=ledger.claim if ledger else None,
                 on_outcome=ledger.record if ledger else None,
+                api_reached=api_reached,
                 progress_interval_s=settings.progress_interval_s,
                 logger=logger,
             )

@@ -165,6 +165,7 @@ def dispatch(
     requests_per_second: float | None = None,
     claim: Callable[[Batch], bool] | None = None,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    api_reached: threading.Event | None = None,
     progress_interval_s: float = 10.0,
     logger: logging.Logger = log,
 ) -> Dispatched:
@@ -174,14 +175,18 @@ def dispatch(
     prompt and memory stays flat. ``claim`` is called in the sending thread right before each
     request (a ledger commits the batch as in flight there; False means another try holds it,
     an exception stops the run). ``on_outcome`` is called from this thread for each batch.
-    After an error that stops the run, batches that were not started are ``not_sent``.
+    ``api_reached`` is set once the API answers anything; pass the same event to every
+    dispatch of a campaign, so that a connection failure after the API has answered is a
+    batch to send again, not a wrong host that stops the run. After an error that stops the
+    run, batches that were not started are ``not_sent``.
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     limiter = RateLimiter(requests_per_second)
     progress = Progress(total_numbers, progress_interval_s, logger)
     result = Dispatched(outcomes=[])
-    stop, api_reached = threading.Event(), threading.Event()
+    stop = threading.Event()
+    api_reached = api_reached or threading.Event()
 
     def stop_after(error: BaseException) -> None:
         if result.stopped_by is None:

@@ -46,6 +46,8 @@ class FakeApi:
             raise VoximplantTransportError("A2PSendSms", "reset", maybe_processed=True)
         if fault == "throttled":
             raise VoximplantHttpError("A2PSendSms", 503, "busy")
+        if fault == "refused":
+            raise VoximplantTransportError("A2PSendSms", "refused", maybe_processed=False)
         if fault == "money":
             raise VoximplantApiError("A2PSendSms", 127, "Insufficient money")
         result = []
@@ -197,3 +199,18 @@ def test_a_retry_settles_what_an_earlier_try_left_in_flight_before_sending_it():
     report = run_campaign(frame(NUMBERS[:3]), api, SETTINGS, previous=earlier)
     assert report.reconciled == 1 and report.resent == 1
     assert set(api.sent().values()) == {1} and report.total("accepted") == 3
+
+
+def test_no_connection_in_a_later_round_is_sent_again_not_a_wrong_host():
+    """The API answered in the first round; a connection refused in the second is an outage,
+    so those numbers wait for the next round instead of stopping the run as a wrong host."""
+
+    def fault(call, numbers):
+        return "throttled" if call == 1 else ("refused" if call == 4 else None)
+
+    api = FakeApi(fault)
+    report = run_campaign(
+        frame(), api, CampaignSettings("VoxDemo", settle_delay_s=0, max_concurrency=1)
+    )
+    assert report.stopped_by is None and report.total("accepted") == len(NUMBERS)
+    assert set(api.sent().values()) == {1}
