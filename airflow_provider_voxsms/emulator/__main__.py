@@ -13,6 +13,7 @@ from airflow_provider_voxsms.emulator.credentials import load_or_create
 from airflow_provider_voxsms.emulator.faults import Faults
 from airflow_provider_voxsms.emulator.server import bind_socket, uvicorn_server
 from airflow_provider_voxsms.emulator.state import DEFAULT_SENDER_IDS, EmulatorConfig, EmulatorState
+from airflow_provider_voxsms.emulator.store import MESSAGES_FILE
 from airflow_provider_voxsms.emulator.tls import load_or_create_tls
 
 
@@ -23,7 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8025, help="0 picks a free port")
-    p.add_argument("--state-dir", default="./.voxsms-emulator", help="credentials and TLS files")
+    p.add_argument(
+        "--state-dir",
+        default="./.voxsms-emulator",
+        help=f"credentials, TLS files and the accepted messages ({MESSAGES_FILE}, kept across "
+        "restarts; POST /_emulator/reset empties it)",
+    )
     p.add_argument("--tls", action="store_true", help="serve HTTPS; trust <state-dir>/tls/ca.pem")
     p.add_argument(
         "--public-host", help="host name clients use in the printed connection (default: --host)"
@@ -32,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sender-id",
         action="append",
         dest="sender_ids",
-        help=f"an accepted src_number (repeatable; default {sorted(DEFAULT_SENDER_IDS)})",
+        default=[],
+        metavar="NAME",
+        help="also accept this src_number (SenderID); repeatable. Always accepted: "
+        + ", ".join(sorted(DEFAULT_SENDER_IDS)),
     )
     faults = p.add_argument_group("faults (see airflow_provider_voxsms.emulator.faults.Faults)")
     for f in dataclasses.fields(Faults):
@@ -57,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     creds = load_or_create(state_dir)
     extra_names = (args.public_host,) if args.public_host else ()
     tls = load_or_create_tls(state_dir / "tls", extra_names) if args.tls else None
-    config = EmulatorConfig(sender_ids=frozenset(args.sender_ids or DEFAULT_SENDER_IDS))
-    state = EmulatorState(creds, config=config, faults=faults_from_args(args))
+    config = EmulatorConfig(sender_ids=DEFAULT_SENDER_IDS | set(args.sender_ids))
+    messages_path = state_dir / MESSAGES_FILE
+    state = EmulatorState(
+        creds, config=config, faults=faults_from_args(args), messages_path=messages_path
+    )
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
     public = args.public_host or ("127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host)
@@ -66,10 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     conn = {"conn_type": "voximplant", "host": base_url, "password": creds.to_json()}
     print(f"voxsms-emulator: serving the Management API at {base_url}", flush=True)
     print(f"credentials: {state_dir.resolve() / 'credentials.json'}", flush=True)
+    senders = ", ".join(sorted(config.sender_ids))
+    print(f"accepted SenderIDs (src_number): {senders} (add one with --sender-id)", flush=True)
+    kept = f", {len(state.messages)} kept from earlier runs" if state.messages else ""
+    print(
+        f"accepted messages: {messages_path.resolve()}{kept}; "
+        f"{base_url.removesuffix('/platform_api')}/_emulator/messages",
+        flush=True,
+    )
     if tls:
         print(f"trust this CA (REQUESTS_CA_BUNDLE): {tls.ca_path.resolve()}", flush=True)
     print(f"AIRFLOW_CONN_VOXIMPLANT_DEFAULT='{json.dumps(conn)}'", flush=True)
-    uvicorn_server(state, tls).run(sockets=[sock])  # handles SIGINT/SIGTERM itself
+    try:
+        uvicorn_server(state, tls).run(sockets=[sock])  # handles SIGINT/SIGTERM itself
+    finally:
+        if state.message_log is not None:
+            state.message_log.close()
     return 0
 
 

@@ -65,7 +65,12 @@ def a2p_send_sms(call: Call) -> dict[str, Any]:
     if not text or len(text) > MAX_TEXT_LENGTH:
         raise ApiError(errors.INVALID_TEXT, f"Invalid text: 1 to {MAX_TEXT_LENGTH} characters")
     if src not in state.config.sender_ids:
-        raise ApiError(errors.INVALID_SRC_NUMBER, "Invalid src_number")
+        accepted = ", ".join(sorted(state.config.sender_ids)) or "none"
+        raise ApiError(
+            errors.INVALID_SRC_NUMBER,
+            f"Invalid src_number {src!r}: this emulator accepts {accepted} "
+            "(add one with --sender-id)",
+        )
     blocked = state.faults.blocked_numbers
     ok: list[str] = []
     failed: list[dict[str, Any]] = []

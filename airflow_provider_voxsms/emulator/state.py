@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import threading
 import time
@@ -16,6 +17,7 @@ from airflow_provider_voxsms.emulator.auth import TokenVerifier
 from airflow_provider_voxsms.emulator.credentials import Credentials
 from airflow_provider_voxsms.emulator.errors import ApiError
 from airflow_provider_voxsms.emulator.faults import Faults
+from airflow_provider_voxsms.emulator.store import MessageLog
 
 DEFAULT_SENDER_IDS = frozenset({"447443332211", "VoxDemo"})
 
@@ -101,6 +103,9 @@ class EmulatorState:
 
     :param credentials: the account key(s) the server accepts; the first is the main account.
     :param config: account settings; :param faults: initial fault configuration.
+    :param messages_path: a JSON-lines file (``store.MessageLog``) that keeps accepted messages
+        across restarts: read here (ids continue after the highest), appended on accept, emptied
+        by ``reset``. None (the default): messages live in memory only.
     """
 
     def __init__(
@@ -109,6 +114,7 @@ class EmulatorState:
         config: EmulatorConfig | None = None,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.time,
+        messages_path: str | os.PathLike | None = None,
     ) -> None:
         if credentials is None:
             credentials = Credentials.generate()
@@ -117,21 +123,32 @@ class EmulatorState:
         self.clock = clock
         self.lock = threading.Lock()
         self._initial = (config or EmulatorConfig(), faults or Faults())
-        self.reset()
+        self.message_log = MessageLog(messages_path) if messages_path is not None else None
+        with self.lock:
+            self._restore()
+            if self.message_log is not None:
+                rows = sorted(self.message_log.load(), key=lambda row: row["message_id"])
+                self._remember([Message(**row) for row in rows])
 
     # -- configuration -------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget messages, stats and cached tokens; restore the initial config and faults."""
+        """Forget messages (also on disk), stats and cached tokens; restore config and faults."""
         with self.lock:
-            self.config, faults = self._initial
-            self._apply_faults(faults, reseed=True, rearm=True)
-            self.verifier = TokenVerifier(self.keys, self.config.child_account_ids, self.clock)
-            self.messages: list[Message] = []
-            self.by_id: dict[int, Message] = {}
-            self._sent: set[tuple[str, str]] = set()
-            self.next_message_id = self.config.first_message_id
-            self.stats = Stats()
+            self._restore()
+            if self.message_log is not None:
+                self.message_log.clear()
+
+    def _restore(self) -> None:
+        """The initial config and faults, no messages, fresh stats (under the lock)."""
+        self.config, faults = self._initial
+        self._apply_faults(faults, reseed=True, rearm=True)
+        self.verifier = TokenVerifier(self.keys, self.config.child_account_ids, self.clock)
+        self.messages: list[Message] = []
+        self.by_id: dict[int, Message] = {}
+        self._sent: set[tuple[str, str]] = set()
+        self.next_message_id = self.config.first_message_id
+        self.stats = Stats()
 
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change account settings (e.g. ``sender_ids``) until the next reset."""
@@ -214,27 +231,46 @@ class EmulatorState:
             limit = self.faults.insufficient_money_after
             if limit is not None and self.stats.accepted >= limit:
                 raise ApiError(errors.INSUFFICIENT_MONEY, "Insufficient money")
+            first = self.next_message_id
+            out = [
+                Message(
+                    mid, mid, source, number, text, fragments, cost, now, store_body, visible_at
+                )
+                for mid, number in enumerate(destinations, first)
+            ]
+            if self.message_log is not None:  # first: a failed write leaves the state as it was
+                self.message_log.append(
+                    first,
+                    destinations,
+                    source_number=source,
+                    text=text,
+                    fragments=fragments,
+                    cost=cost,
+                    time=now,
+                    store_body=store_body,
+                    visible_at=visible_at,
+                )
             s = self.stats
             s.max_batch_size = max(s.max_batch_size, batch_size)
             s.failed_numbers += failed
-            out = []
-            for number in destinations:
-                mid = self.next_message_id
-                self.next_message_id += 1
-                msg = Message(
-                    mid, mid, source, number, text, fragments, cost, now, store_body, visible_at
-                )
-                out.append(msg)
-                self.by_id[mid] = msg
-                key = (number, text)
-                if key in self._sent:
-                    s.duplicates += 1
-                else:
-                    self._sent.add(key)
-            self.messages.extend(out)
-            s.accepted += len(out)
-            s.fragments += fragments * len(out)
+            self._remember(out)
             return out
+
+    def _remember(self, messages: list[Message]) -> None:
+        """Keep ``messages`` (new or loaded), count them; ids continue after the highest."""
+        s = self.stats
+        for msg in messages:
+            self.by_id[msg.message_id] = msg
+            s.fragments += msg.fragments
+            key = (msg.destination_number, msg.text)
+            if key in self._sent:
+                s.duplicates += 1
+            else:
+                self._sent.add(key)
+        self.messages.extend(messages)
+        s.accepted += len(messages)
+        if messages:
+            self.next_message_id = max(self.next_message_id, messages[-1].message_id + 1)
 
     # -- reading -------------------------------------------------------------------------
 

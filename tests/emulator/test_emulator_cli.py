@@ -19,7 +19,10 @@ PREFIX = "AIRFLOW_CONN_VOXIMPLANT_DEFAULT="
 
 
 def start(state_dir: Path, *flags: str) -> tuple[subprocess.Popen, dict]:
-    """Start the CLI on a free port; return the process and the printed connection."""
+    """Start the CLI on a free port; return the process and the printed connection.
+
+    ``proc.banner`` holds the lines printed before the connection line.
+    """
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -36,9 +39,11 @@ def start(state_dir: Path, *flags: str) -> tuple[subprocess.Popen, dict]:
         text=True,
     )
     deadline = time.monotonic() + 20
+    proc.banner = []
     for line in proc.stdout:
         if line.startswith(PREFIX):
             return proc, json.loads(line[len(PREFIX) :].strip().strip("'"))
+        proc.banner.append(line.rstrip("\n"))
         if time.monotonic() > deadline:
             break
     proc.kill()
@@ -116,3 +121,74 @@ def test_every_fault_has_a_flag():
     args = build_parser().parse_args(["--history-lag-s", "0.5", "--http-503-burst", "2"])
     faults = faults_from_args(args)
     assert (faults.history_lag_s, faults.http_503_burst) == (0.5, 2)
+
+
+def send(conn: dict, src: str, numbers: str, text: str = "hi", **params) -> dict:
+    """One A2PSendSms call to a CLI emulator (after ``wait_ready``)."""
+    creds = Credentials.from_json(conn["password"])
+    data = {"cmd": "A2PSendSms", "src_number": src, "dst_numbers": numbers, "text": text, **params}
+    r = requests.post(conn["host"], data=data, headers=auth_header(creds), timeout=5)
+    return r.json()
+
+
+def test_banner_lists_the_sender_ids_and_sender_id_adds_one(tmp_path):
+    proc, conn = start(tmp_path, "--sender-id", "MyBrand", "--sender-id", "Shop")
+    try:
+        accepted = "447443332211, MyBrand, Shop, VoxDemo"
+        assert f"accepted SenderIDs (src_number): {accepted} (add one with --sender-id)" in (
+            proc.banner
+        )
+        wait_ready(conn["host"].removesuffix("/platform_api") + "/_emulator/health")
+        assert len(send(conn, "MyBrand", "447443332212")["result"]) == 1
+        assert len(send(conn, "VoxDemo", "447443332212")["result"]) == 1  # defaults stay
+        error = send(conn, "Other", "447443332212")["error"]
+        assert error["code"] == 507 and f"accepts {accepted} (add one" in error["msg"]
+    finally:
+        stop(proc)
+
+
+def test_messages_survive_a_restart_on_the_same_state_dir(tmp_path):
+    proc, conn = start(tmp_path)
+    try:
+        origin = conn["host"].removesuffix("/platform_api")
+        wait_ready(f"{origin}/_emulator/health")
+        first = send(conn, "VoxDemo", "447443332212;447443332213", text="one")["result"]
+        send(conn, "447443332211", "447443332212", text="two, with a body", store_body="true")
+        before = requests.get(f"{origin}/_emulator/messages", timeout=5).json()
+    finally:
+        stop(proc)
+    assert len(before) == 3 and before[0]["message_id"] == first[0]["message_id"]
+    assert (tmp_path / "messages.jsonl").exists()
+
+    proc, conn = start(tmp_path)
+    try:
+        origin = conn["host"].removesuffix("/platform_api")
+        assert any(
+            line.endswith(f"3 kept from earlier runs; {origin}/_emulator/messages")
+            for line in proc.banner
+        ), proc.banner
+        wait_ready(f"{origin}/_emulator/health")
+        assert requests.get(f"{origin}/_emulator/messages", timeout=5).json() == before
+        creds = Credentials.from_json(conn["password"])
+        history = requests.post(
+            conn["host"], data={"cmd": "A2PGetSmsHistory"}, headers=auth_header(creds), timeout=5
+        ).json()["result"]
+        assert [h["message_id"] for h in history] == [m["message_id"] for m in before]
+        assert history[2]["text"] == "two, with a body"
+        again = send(conn, "VoxDemo", "447443332213", text="one")
+        assert again["result"][0]["message_id"] == before[-1]["message_id"] + 1
+        stats = requests.get(f"{origin}/_emulator/stats", timeout=5).json()
+        assert (stats["accepted"], stats["duplicates"]) == (4, 1)  # a re-send across restarts
+        requests.post(f"{origin}/_emulator/reset", timeout=5).raise_for_status()
+        assert (tmp_path / "messages.jsonl").read_text() == ""
+    finally:
+        stop(proc)
+
+    proc, conn = start(tmp_path)
+    try:
+        origin = conn["host"].removesuffix("/platform_api")
+        wait_ready(f"{origin}/_emulator/health")
+        assert requests.get(f"{origin}/_emulator/messages", timeout=5).json() == []
+        assert send(conn, "VoxDemo", "447443332212")["result"][0]["message_id"] == 1_000_001
+    finally:
+        stop(proc)

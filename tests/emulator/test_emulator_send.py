@@ -65,6 +65,17 @@ def test_unknown_sender_is_507_and_senders_are_configurable(api):
     assert api.ok("A2PSendSms", **params)["result"]
 
 
+def test_507_names_the_sender_ids_it_accepts(api):
+    params = {"src_number": "MyBrand", "dst_numbers": NUMBERS[0], "text": "x"}
+    assert api.error("A2PSendSms", **params) == {
+        "code": 507,
+        "msg": "Invalid src_number 'MyBrand': this emulator accepts 447443332211, VoxDemo "
+        "(add one with --sender-id)",
+    }
+    api.server.state.configure(sender_ids={"Shop", "Alerts"})
+    assert "accepts Alerts, Shop (" in api.error("A2PSendSms", **params)["msg"]
+
+
 def test_per_number_failures(api):
     api.server.state.set_faults(blocked_numbers={NUMBERS[1]})
     dst = [NUMBERS[0], "+447443332299", "1234567", "1234567890123456", "44abc4433322", NUMBERS[1]]
