@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name == "blocked_numbers":
             faults.add_argument(flag, default="", help="comma-separated numbers (code 509)")
         else:
-            kind = float if str(f.type).startswith("float") else int
+            kind = {"float": float, "str": str}.get(str(f.type).split(" ")[0], int)
             faults.add_argument(flag, type=kind, default=f.default, metavar=kind.__name__.upper())
     return p
 

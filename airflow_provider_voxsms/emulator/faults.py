@@ -6,12 +6,24 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_voxsms.emulator.delivery import format_by_last_digit, parse_by_last_digit
+
 _NOT_NEGATIVE = (
     "latency_ms",
     "retry_after_s",
     "slow_response_s",
     "history_lag_s",
     "http_503_burst",
+    "delivery_queued_s",
+    "delivery_dispatched_s",
+)
+_DELIVERY_RATES = (
+    "delivery_failed_rate",
+    "delivery_expired_rate",
+    "delivery_rejected_rate",
+    "delivery_aborted_rate",
+    "delivery_unknown_rate",
+    "delivery_never_final_rate",
 )
 
 
@@ -44,6 +56,17 @@ class Faults:
     :param history_lag_s: an accepted message shows in ``A2PGetSmsHistory`` only this many
         seconds (of the state's clock) after it was accepted; the lag in force when a message is
         accepted is the one it gets. ``/_emulator/messages`` shows every message at once.
+    :param delivery_queued_s: an accepted message is ``QUEUED`` in the history this long (of
+        the state's clock), then ``DISPATCHED`` for ``delivery_dispatched_s``, then final
+        (see ``emulator/delivery.py``). Both 0 (the default): final at once.
+    :param delivery_failed_rate: share of messages that end ``FAILED``; likewise
+        ``delivery_expired_rate``, ``delivery_rejected_rate``, ``delivery_aborted_rate`` and
+        ``delivery_unknown_rate``; ``delivery_never_final_rate``: share that stay
+        ``DISPATCHED``. Per message, not per request: drawn from a hash of the message id and
+        ``seed`` (0 when None), so every read agrees; they add up to at most 1, the rest is
+        ``DELIVERED``.
+    :param delivery_by_last_digit: outcomes fixed by the number's last digit, before the rates:
+        ``"7=FAILED,8=EXPIRED,9=NEVER"`` (``NEVER``: stays ``DISPATCHED``); a dict works too.
     :param seed: seed of the RNG behind the rates; None draws a random seed.
     """
 
@@ -60,6 +83,15 @@ class Faults:
     reset_connection_rate: float = 0.0
     slow_response_s: float = 0.0
     history_lag_s: float = 0.0
+    delivery_queued_s: float = 0.0
+    delivery_dispatched_s: float = 0.0
+    delivery_failed_rate: float = 0.0
+    delivery_expired_rate: float = 0.0
+    delivery_rejected_rate: float = 0.0
+    delivery_aborted_rate: float = 0.0
+    delivery_unknown_rate: float = 0.0
+    delivery_never_final_rate: float = 0.0
+    delivery_by_last_digit: str = ""
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -70,6 +102,10 @@ class Faults:
                 raise ValueError(f"{f.name} must be between 0 and 1, got {value!r}")
             if f.name in _NOT_NEGATIVE and value < 0:
                 raise ValueError(f"{f.name} must not be negative, got {value!r}")
+        if sum(float(getattr(self, name)) for name in _DELIVERY_RATES) > 1.0 + 1e-9:
+            raise ValueError(f"the delivery rates ({', '.join(_DELIVERY_RATES)}) exceed 1 together")
+        by_digit = parse_by_last_digit(self.delivery_by_last_digit or "")
+        object.__setattr__(self, "delivery_by_last_digit", format_by_last_digit(by_digit))
         if type(self.http_503_burst) is not int:
             raise ValueError(f"http_503_burst must be an integer, got {self.http_503_burst!r}")
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from airflow_provider_voxsms.emulator import errors
+from airflow_provider_voxsms.emulator.delivery import status_at as delivery_status_at
 from airflow_provider_voxsms.emulator.errors import ApiError
 from airflow_provider_voxsms.emulator.params import Params, format_date
 from airflow_provider_voxsms.emulator.state import EmulatorState
@@ -98,9 +99,11 @@ def _failure(number: str, code: int, description: str) -> dict[str, Any]:
 
 
 def a2p_get_sms_history(call: Call) -> dict[str, Any]:
-    """Accepted messages, filtered and paged; every one reports DELIVERED.
+    """Accepted messages, filtered and paged, each with its simulated delivery status.
 
-    A message shows only ``Faults.history_lag_s`` seconds after it was accepted.
+    A message shows only ``Faults.history_lag_s`` seconds after it was accepted; its
+    ``delivery_status`` follows ``emulator/delivery.py`` (DELIVERED at once by default), and
+    ``delivery_status`` filters by it before paging.
     """
     p = call.params
     output = (p.string("output") or "json").lower()
@@ -117,25 +120,34 @@ def a2p_get_sms_history(call: Call) -> dict[str, Any]:
         until=p.date("to_date"),
         visible_by=call.state.clock(),  # Faults.history_lag_s hides what was just accepted
     )
-    if status is not None and DELIVERY_STATUSES[status] != "DELIVERED":
-        rows = []
-    page = rows[offset : offset + count]
+    faults, now = call.state.faults, call.state.clock()
+    if status is not None:  # every row's status is needed to filter; otherwise the page's
+        wanted = DELIVERY_STATUSES[status]
+        statuses = [delivery_status_at(m, faults, now) for m in rows]
+        kept = [i for i, st in enumerate(statuses) if st[0] == wanted]
+        rows, statuses = [rows[i] for i in kept], [statuses[i] for i in kept]
+    else:
+        statuses = {
+            i: delivery_status_at(rows[i], faults, now)
+            for i in range(offset, min(offset + count, len(rows)))
+        }
+    page = range(offset, min(offset + count, len(rows)))
     return {
         "result": [
             {
-                "message_id": m.message_id,
-                "source_number": m.source_number,
-                "destination_number": m.destination_number,
-                "fragments": m.fragments,
-                "cost": m.cost,
+                "message_id": rows[i].message_id,
+                "source_number": rows[i].source_number,
+                "destination_number": rows[i].destination_number,
+                "fragments": rows[i].fragments,
+                "cost": rows[i].cost,
                 "status_id": "1",
-                "error_message": "",
-                "processing_date": format_date(m.time),
-                "transaction_id": m.transaction_id,
-                "delivery_status": "DELIVERED",
-                **({"text": m.text} if m.store_body else {}),
+                "error_message": statuses[i][1],
+                "processing_date": format_date(rows[i].time),
+                "transaction_id": rows[i].transaction_id,
+                "delivery_status": statuses[i][0],
+                **({"text": rows[i].text} if rows[i].store_body else {}),
             }
-            for m in page
+            for i in page
         ],
         "total_count": len(rows),
     }
