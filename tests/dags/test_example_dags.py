@@ -35,12 +35,11 @@ def test_example_dags_parse_without_errors(dagbag):
 
 
 def logged_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
+    columns = ["task_id", "map_index", "destination_number", "input_number", "error_code", "stage"]
     rows = db.get_records(
-        "SELECT task_id, map_index, destination_number, error_code, stage "
-        f"FROM sms_failed_numbers WHERE run_id = {db.placeholder}",
+        f"SELECT {', '.join(columns)} FROM sms_failed_numbers WHERE run_id = {db.placeholder}",
         parameters=(run_id,),
     )
-    columns = ["task_id", "map_index", "destination_number", "error_code", "stage"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -89,13 +88,13 @@ def check_failures_logged_by_shard(sends: dict, rows: pd.DataFrame) -> dict:
     failed_by_shard = {}
     for map_index, ti in sends.items():
         failed = xcom(ti, "failed_numbers")
-        failed_by_shard[map_index] = [] if failed is None else sorted(failed["destination_number"])
+        failed_by_shard[map_index] = [] if failed is None else sorted(failed["input_number"])
     logged_by_shard = {
-        map_index: sorted(rows.loc[rows.map_index == map_index, "destination_number"])
+        map_index: sorted(rows.loc[rows.map_index == map_index, "input_number"])
         for map_index in sends
     }
     assert logged_by_shard == failed_by_shard
-    assert not rows["destination_number"].duplicated().any(), "every failed number lands once"
+    assert not rows["input_number"].duplicated().any(), "every failed number lands once"
     return failed_by_shard
 
 
