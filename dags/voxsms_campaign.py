@@ -3,6 +3,8 @@
 Params (override with ``--conf``): ``recipients_path`` (CSV with a ``phone`` column and an
 optional ``text`` column; empty texts get ``text``), ``src_number`` (SenderID) and ``text``.
 Failed numbers land in ``sms_failed_numbers`` on connection ``voxsms_db`` (SQLite or PostgreSQL).
+They are logged whether the send succeeded or failed (the operator pushes them before it
+fails), and the run fails when the send failed or the logging failed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from airflow_provider_voxsms.failed_numbers import log_failed_numbers
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 
 SAMPLE_RECIPIENTS = Path(__file__).parent / "data" / "recipients.csv"
+COUNTS = ("recipients", "accepted", "failed", "not_sent", "unknown", "invalid", "duplicates")
 
 
 def read_recipients(path: str, default_text: str) -> pd.DataFrame:
@@ -45,16 +48,17 @@ def voxsms_campaign():
     def extract(params=None) -> pd.DataFrame:
         return read_recipients(params["recipients_path"], params["text"])
 
+    recipients = extract()
     send = A2PSendSmsOperator(
         task_id="send",
-        recipients=extract(),
+        recipients=recipients,
         text_column="text",
         src_number="{{ params.src_number }}",
         default_region="GB",
         ledger_conn_id="voxsms_db",  # retries and cleared tasks never re-send
     )
 
-    @task(trigger_rule="all_done")
+    @task
     def log_failed(ti=None) -> int:
         failed = ti.xcom_pull(task_ids="send", key="failed_numbers")
         if failed is None:  # the send task failed before it had a result
@@ -63,7 +67,18 @@ def voxsms_campaign():
             failed, conn_id="voxsms_db", dag_id=ti.dag_id, run_id=ti.run_id, task_id="send"
         )
 
-    send >> log_failed()
+    @task
+    def report(summary: dict) -> dict:
+        """The campaign's counts, for whatever comes next; runs only when the send succeeded."""
+        return {key: summary[key] for key in COUNTS}
+
+    # log_failed is a teardown: it runs when the send is done, failed or not, and clearing the
+    # send clears extract (its setup) and log_failed too. on_failure_fail_dagrun=True: a failed
+    # log fails the run, as the table would miss numbers. Such a teardown is a leaf like any
+    # task, so the send is no leaf: report, an ordinary task after the send, is what fails the
+    # run (upstream_failed) when the send failed.
+    report(send.output)
+    send >> log_failed().as_teardown(setups=recipients, on_failure_fail_dagrun=True)
 
 
 voxsms_campaign()

@@ -5,7 +5,8 @@ which Celery or Kubernetes workers run in parallel. Rows are sharded by their no
 so every copy of a number lands in the same shard and is still sent only once. A final task
 gathers every shard's failed numbers into ``sms_failed_numbers``, pulling each map index by
 its number: a list of every shard's XCom skips the shards that pushed none (and is no list at
-all for one shard), so its positions are not map indexes.
+all for one shard), so its positions are not map indexes. It runs whether the shards succeeded
+or failed, and the run fails when any shard failed or the gathering failed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from airflow_provider_voxsms.sms.recipients import normalise_phones
 
 SAMPLE_RECIPIENTS = Path(__file__).parent / "data" / "recipients.csv"
 REGION = "GB"
+COUNTS = ("recipients", "accepted", "failed", "not_sent", "unknown", "invalid", "duplicates")
 
 
 def split_into_shards(frame: pd.DataFrame, shards: int, region: str | None) -> list[pd.DataFrame]:
@@ -54,15 +56,16 @@ def voxsms_sharded_campaign():
         ti.xcom_push(key="shard_count", value=len(shards))  # send's map indexes: 0..count-1
         return shards
 
+    shards = shard()
     send = A2PSendSmsOperator.partial(
         task_id="send",
         text="{{ params.text }}",
         src_number="{{ params.src_number }}",
         default_region=REGION,
         ledger_conn_id="voxsms_db",  # retries and cleared tasks never re-send
-    ).expand(recipients=shard())
+    ).expand(recipients=shards)
 
-    @task(trigger_rule="all_done")
+    @task
     def gather_failed(ti=None) -> int:
         written = 0
         for map_index in range(ti.xcom_pull(task_ids="shard", key="shard_count") or 0):
@@ -78,7 +81,19 @@ def voxsms_sharded_campaign():
                 )
         return written
 
-    send >> gather_failed()
+    @task
+    def report(summaries) -> dict:
+        """The campaign's counts over every shard; runs only when every shard succeeded."""
+        summaries = list(summaries)
+        return {key: sum(summary[key] for summary in summaries) for key in COUNTS}
+
+    # gather_failed is a teardown: it runs when every shard is done, failed or not, and clearing
+    # send clears shard (its setup) and gather_failed too. on_failure_fail_dagrun=True: a failed
+    # gathering fails the run, as the table would miss numbers. Such a teardown is a leaf like
+    # any task, so the send is no leaf: report, an ordinary task after the send, is what fails
+    # the run (upstream_failed) when a shard failed.
+    report(send.output)
+    send >> gather_failed().as_teardown(setups=shards, on_failure_fail_dagrun=True)
 
 
 voxsms_sharded_campaign()

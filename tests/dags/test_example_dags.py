@@ -1,4 +1,5 @@
-"""The example DAGs in dags/: they parse, and each runs green end to end against the emulator."""
+"""The example DAGs in dags/: they parse, each runs green end to end against the emulator, and a
+run whose send (or logging) fails ends failed, with its failed numbers still logged."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ from airflow_provider_voxsms.sql import db_api_hook
 DAGS = REPO / "dags"
 EXAMPLES = {"voxsms_campaign", "voxsms_sharded_campaign", "voxsms_alert"}
 BLOCKED = {"447443332299", "447443332298"}
+#: A SenderID the emulator's account does not have: every request gets error 507.
+UNKNOWN_SENDER = "NotOurSender"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dagbag() -> DagBag:
+    """Parsed per test: ``dag.test()`` renders templated fields (``src_number`` from the run's
+    params) into the DAG's own task objects, so a DAG run again would keep the last values."""
     return DagBag(dag_folder=str(DAGS))
 
 
@@ -32,6 +37,19 @@ def db(voxsms_db) -> DbApiHook:
 def test_example_dags_parse_without_errors(dagbag):
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) >= EXAMPLES
+
+
+def run_state(ti) -> str:
+    """The state of the DAG run that ``ti`` belongs to."""
+    from airflow.models import DagRun
+
+    (run,) = DagRun.find(dag_id=ti.dag_id, run_id=ti.run_id)
+    return run.state
+
+
+def check_no_retries(dag) -> None:
+    """A failed send is final in these runs: the example DAGs set no retries."""
+    assert dag.get_task("send").retries == 0, "a retry would change the final states asserted"
 
 
 def logged_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
@@ -47,6 +65,7 @@ def test_campaign_sends_the_sample_and_logs_failed_numbers(dagbag, run_dag, voxi
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
     tis = run_dag(dagbag.get_dag("voxsms_campaign"))
     assert {ti.state for ti in tis.values()} == {"success"}
+    assert run_state(tis["send"]) == "success"
 
     summary = xcom(tis["send"])
     sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
@@ -62,6 +81,46 @@ def test_campaign_sends_the_sample_and_logs_failed_numbers(dagbag, run_dag, voxi
     # Re-running the logging task of the same run replaces its rows instead of adding to them.
     tis = run_dag(dagbag.get_dag("voxsms_campaign"))
     assert len(logged_rows(db, tis["send"].run_id)) == 5
+
+
+@pytest.mark.parametrize(
+    ("faults", "conf", "error"),
+    [
+        pytest.param({"insufficient_money_after": 0}, {}, 127, id="no-money"),
+        pytest.param({}, {"src_number": UNKNOWN_SENDER}, 507, id="unknown-sender"),
+    ],
+)
+def test_campaign_run_fails_when_the_send_fails_and_logs_its_failed_numbers(
+    dagbag, run_dag, voximplant_conn, db, faults, conf, error
+):
+    """127 (retryable with the ledger) and 507 stop the send after it pushed its outputs."""
+    dag = dagbag.get_dag("voxsms_campaign")
+    check_no_retries(dag)
+    voximplant_conn.state.set_faults(**faults)
+    tis = run_dag(dag, run_conf=conf)
+    assert tis["send"].state == "failed"
+    assert tis["log_failed"].state == "success"
+    assert run_state(tis["send"]) == "failed", "a logged failure must not turn the run green"
+    assert tis["report"].state == "upstream_failed"
+    assert voximplant_conn.state.messages_snapshot() == []
+    assert voximplant_conn.state.stats.api_errors[error] > 0
+
+    failed = xcom(tis["send"], "failed_numbers")
+    rows = logged_rows(db, tis["send"].run_id)
+    assert sorted(rows["input_number"]) == sorted(failed["input_number"])
+    assert rows["stage"].value_counts().to_dict() == {"not_sent": 16, "validation": 3}
+
+
+def test_campaign_run_fails_when_logging_the_failed_numbers_fails(
+    dagbag, run_dag, voximplant_conn, db
+):
+    """A table of that name with other columns: the send succeeds, the log cannot write."""
+    db.run("CREATE TABLE sms_failed_numbers (note TEXT)")
+    tis = run_dag(dagbag.get_dag("voxsms_campaign"))
+    assert tis["send"].state == "success"
+    assert tis["log_failed"].state == "failed"
+    assert run_state(tis["send"]) == "failed", "the table misses the run's failed numbers"
+    assert tis["report"].state == "success"
 
 
 def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, db, tmp_path):
@@ -138,11 +197,47 @@ def test_sharded_campaign_logs_failures_under_their_map_index_when_a_shard_dies(
     assert sorted(sends) == [0, 1, 2, 3]
     assert sends[0].state == "failed" and xcom(sends[0], "failed_numbers") is None
     assert tis["gather_failed"].state == "success"
+    assert run_state(sends[0]) == "failed", "one failed shard fails the run"
+    assert tis["report"].state == "upstream_failed"
 
     rows = logged_rows(db, sends[0].run_id)
     failed_by_shard = check_failures_logged_by_shard(sends, rows)
     assert any(failed_by_shard[i] for i in (1, 2, 3)), "a shard after the dead one failed some"
     assert len(rows) == sum(map(len, failed_by_shard.values())) > 0
+
+
+def test_sharded_campaign_run_fails_when_a_shard_fails_and_gathers_its_failed_numbers(
+    dagbag, run_dag, voximplant_conn, db, monkeypatch
+):
+    """Shard 0 sends under a SenderID the account lacks: 507 stops it after it pushed its
+    outputs; the other shards succeed."""
+    execute = A2PSendSmsOperator.execute
+
+    def unknown_sender_in_shard_0(self, context):
+        if context["ti"].map_index == 0:
+            self.src_number = UNKNOWN_SENDER
+        return execute(self, context)
+
+    monkeypatch.setattr(A2PSendSmsOperator, "execute", unknown_sender_in_shard_0)
+    dag = dagbag.get_dag("voxsms_sharded_campaign")
+    check_no_retries(dag)
+    tis = run_dag(dag, run_conf={"shards": 4})
+    sends = mapped_sends(tis)
+    assert {i: ti.state for i, ti in sends.items()} == {
+        0: "failed",
+        1: "success",
+        2: "success",
+        3: "success",
+    }
+    assert tis["gather_failed"].state == "success"
+    assert run_state(sends[0]) == "failed", "one failed shard fails the run"
+    assert tis["report"].state == "upstream_failed"
+    assert voximplant_conn.state.stats.api_errors[507] > 0
+
+    rows = logged_rows(db, sends[0].run_id)
+    failed_by_shard = check_failures_logged_by_shard(sends, rows)
+    assert "not_sent" in set(rows.loc[rows.map_index == 0, "stage"]), "shard 0's numbers logged"
+    assert any(failed_by_shard[i] for i in (1, 2, 3))
 
 
 def test_alert_dag_sends_the_on_call_sms(dagbag, run_dag, voximplant_conn):
