@@ -1,7 +1,10 @@
 """`make demo`: run the voxsms_campaign example end to end on this machine, no account needed.
 
-An isolated AIRFLOW_HOME (SQLite) under .demo/, the Voximplant emulator in the background, the
-two connections as environment variables, one `airflow dags test` run, then a short report.
+An isolated AIRFLOW_HOME (SQLite) under .demo/ (or $VOXSMS_DEMO_DIR), the Voximplant emulator in
+the background, the two connections as environment variables, one `airflow dags test` run, then
+a report in plain words: what the send task did (its return value, read from Airflow's
+database), the numbers it could not send and why (the sms_failed_numbers table), the send
+ledger in use, and where to look next.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / ".demo"
+DEMO = Path(os.environ.get("VOXSMS_DEMO_DIR") or REPO / ".demo").resolve()
 AIRFLOW_HOME = DEMO / "airflow"
 EMULATOR_STATE = DEMO / "emulator"
 FAILED_DB = AIRFLOW_HOME / "voxsms.db"
 BLOCKED = "447443332299,447443332298"  # the emulator refuses these (code 509), to show failures
 BIN = Path(sys.executable).parent
+DAG_ID = "voxsms_campaign"
+RECIPIENTS = REPO / "dags" / "data" / "recipients.csv"  # the DAG's default recipients_path
+EXAMPLES = 3  # example numbers shown per reason
 
 
 def free_port(preferred: int = 8025) -> int:
@@ -52,7 +58,8 @@ def main() -> None:
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    env = os.environ.copy()
+    # Isolated: no Airflow settings or connections from the calling shell (or test session).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         AIRFLOW_HOME=str(AIRFLOW_HOME),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
@@ -79,59 +86,182 @@ def main() -> None:
         )
     try:
         wait_until_up(f"{origin}/_emulator/health")
-        print("[demo] running: airflow dags test voxsms_campaign")
+        post(f"{origin}/_emulator/reset")  # this run's messages only (the state dir keeps them)
+        print(f"[demo] running: airflow dags test {DAG_ID}")
         started = time.monotonic()
         run = subprocess.run(
-            [BIN / "airflow", "dags", "test", "voxsms_campaign"],
+            [BIN / "airflow", "dags", "test", DAG_ID],
             env=env,
             capture_output=True,
             text=True,
         )
         (DEMO / "dags-test.log").write_text(run.stdout + run.stderr)
         print(f"[demo] DAG run finished in {time.monotonic() - started:.1f} s")
-        report(origin)
+        with urllib.request.urlopen(f"{origin}/_emulator/messages", timeout=5) as response:
+            messages = json.load(response)
+        ok = report(messages)
         if run.returncode != 0 or "state=failed" in run.stdout + run.stderr:
-            raise SystemExit(f"[demo] the DAG run failed; see {DEMO / 'dags-test.log'}")
+            ok = False
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
-    print(
-        f"\nWhere to look next:\n"
-        f"  full run log:         {DEMO / 'dags-test.log'}\n"
-        f"  failed-number table:  sqlite3 {FAILED_DB} 'select * from sms_failed_numbers'\n"
-        f"  emulator messages:    {origin}/_emulator/messages (while it runs: "
-        f".venv/bin/voxsms-emulator --state-dir {EMULATOR_STATE})\n"
-        f"  the Airflow UI:       AIRFLOW_HOME={AIRFLOW_HOME} "
-        f"AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'} .venv/bin/airflow standalone\n"
-        f"                        (export the two AIRFLOW_CONN_* variables printed in "
-        f"{DEMO / 'connections.env'} first)"
-    )
     (DEMO / "connections.env").write_text(
         "".join(
             f"export {name}='{env[name]}'\n"
             for name in ("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", "AIRFLOW_CONN_VOXSMS_DB")
         )
     )
+    print(
+        f"\nWhere to look next:\n"
+        f"  the run log:         {show(DEMO / 'dags-test.log')}\n"
+        f"  numbers not sent:    sqlite3 {show(FAILED_DB)} 'select * from sms_failed_numbers'\n"
+        f"  the emulator's messages (it was stopped; they are kept in its state dir):\n"
+        f"                       {show(EMULATOR_STATE / 'messages.jsonl')} (one line per request)\n"
+        f"                       or start it again: {show(BIN / 'voxsms-emulator')} --state-dir "
+        f"{show(EMULATOR_STATE)}\n"
+        f"                       and open http://127.0.0.1:8025/_emulator/messages\n"
+        f"  the Airflow UI:      AIRFLOW_HOME={AIRFLOW_HOME} "
+        f"AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'} {show(BIN / 'airflow')} standalone\n"
+        f"                       (first: source {show(DEMO / 'connections.env')})"
+    )
+    if not ok:
+        raise SystemExit(f"[demo] the DAG run failed; see {show(DEMO / 'dags-test.log')}")
 
 
-def report(origin: str) -> None:
-    with urllib.request.urlopen(f"{origin}/_emulator/messages", timeout=5) as response:
-        messages = json.load(response)
-    messages = messages.get("messages", messages) if isinstance(messages, dict) else messages
-    with sqlite3.connect(FAILED_DB) as db:
-        run_id = db.execute(
-            "select run_id from sms_failed_numbers order by logged_at desc limit 1"
+def show(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (shorter to read)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def post(url: str) -> None:
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def report(messages: list[dict]) -> bool:
+    """Print what the DAG run did, in plain words; False when its send task did not succeed."""
+    found = latest_run()
+    if found is None:
+        print(f"\nNo run of {DAG_ID} was recorded: Airflow failed before it ran; see the run log")
+        return False
+    run_id, states, summary = found
+    failed = failed_numbers(run_id)
+    print(f"\nWhat happened (DAG {DAG_ID}, run {run_id}):")
+    print("  tasks: " + ", ".join(f"{task} {state}" for task, state in states.items()))
+    if summary is None:
+        print("  the send task returned no result: it failed before it finished; see the run log")
+    else:
+        sent = summary["valid"] - summary["not_sent"] - summary["earlier"]
+        print(f"  rows read:     {summary['recipients']} (from {show(RECIPIENTS)})")
+        print(f"  invalid:       {summary['invalid']}, never sent" + colon(summary["invalid"]))
+        examples(failed, "validation")
+        print(
+            f"  duplicates:    {summary['duplicates']}, sent once (the same number and text "
+            "again, written another way)"
+        )
+        print(
+            f"  sent:          {sent} numbers to the API in {summary['batches']} request(s) of "
+            f"at most 100 (the send task took {summary['duration_s']:.2f} s)"
+        )
+        print(
+            f"  accepted:      {summary['accepted']} ({summary['fragments']} SMS fragments); "
+            f"the emulator holds {len(messages)} message(s)"
+        )
+        print(
+            f"  failed:        {summary['failed']}, refused by the API" + colon(summary["failed"])
+        )
+        examples(failed, "api")
+        if summary["not_sent"]:
+            print(f"  not sent:      {summary['not_sent']}, the API never had them:")
+            examples(failed, "not_sent")
+        if summary["unknown"]:
+            print(f"  unknown:       {summary['unknown']}, no answer and not in the history")
+        if summary["earlier"] or summary["reconciled"] or summary["resent"]:
+            print(
+                f"  retries:       {summary['earlier']} settled by an earlier try, "
+                f"{summary['reconciled']} found in the history, {summary['resent']} sent again"
+            )
+    print(
+        f"  logged:        {len(failed)} row(s) in table sms_failed_numbers (connection voxsms_db)"
+    )
+    print(f"  the ledger:    connection voxsms_db (SQLite file {show(FAILED_DB)}),")
+    print(f"                 {ledger_tables()}")
+    print("                 a retry or a cleared send task of this run sends nothing twice")
+    return summary is not None and states.get("send") == "success"
+
+
+def colon(count: int) -> str:
+    return ", e.g.:" if count else ""
+
+
+def latest_run() -> tuple[str, dict[str, str], dict | None] | None:
+    """The newest run of the DAG: its id, its task states and the send task's return value."""
+    with sqlite3.connect(AIRFLOW_HOME / "airflow.db") as db:
+        row = db.execute(
+            "select id, run_id from dag_run where dag_id = ? order by id desc limit 1", (DAG_ID,)
         ).fetchone()
-        rows = db.execute(
-            "select destination_number, error_code, error_description, stage "
-            "from sms_failed_numbers where run_id = ? order by stage, destination_number",
-            run_id or ("",),
-        ).fetchall()
-    print(f"\n[demo] SMS accepted by the emulator: {len(messages)}")
-    print(f"[demo] failed numbers logged to sms_failed_numbers: {len(rows)}")
-    print(f"  {'destination_number':<20} {'code':>5}  {'stage':<10} error_description")
-    for number, code, description, stage in rows[:10]:
-        print(f"  {number:<20} {code if code is not None else '':>5}  {stage:<10} {description}")
+        if row is None:
+            return None
+        dag_run_id, run_id = row
+        states = dict(
+            db.execute(
+                "select task_id, state from task_instance where dag_id = ? and run_id = ? "
+                "order by start_date",
+                (DAG_ID, run_id),
+            ).fetchall()
+        )
+        value = db.execute(
+            "select value from xcom where dag_run_id = ? and task_id = 'send' "
+            "and key = 'return_value'",
+            (dag_run_id,),
+        ).fetchone()
+    return run_id, states, json.loads(value[0]) if value else None
+
+
+def failed_numbers(run_id: str) -> list[dict]:
+    """The run's rows of sms_failed_numbers (empty when the table does not exist yet)."""
+    with sqlite3.connect(FAILED_DB) as db:
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute(
+                "select * from sms_failed_numbers where run_id = ? "
+                "order by stage, destination_number",
+                (run_id,),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+    return [dict(row) for row in rows]
+
+
+def examples(failed: list[dict], stage: str) -> None:
+    """A few numbers of one stage, by reason: as the input wrote them when they were invalid."""
+    reasons: dict[str, list[str]] = {}
+    for row in failed:
+        if row["stage"] == stage:
+            code = f"{row['error_code']} " if row["error_code"] is not None else ""
+            number = row["destination_number"] or ""
+            if stage == "validation":
+                number = row.get("input_number") or number
+            reason = f"{code}{row['error_description']}"
+            reasons.setdefault(reason, []).append(repr(number) + ("" if number else " (blank)"))
+    for reason, numbers in reasons.items():
+        more = f" and {len(numbers) - EXAMPLES} more" if len(numbers) > EXAMPLES else ""
+        print(f"                 {', '.join(numbers[:EXAMPLES])}{more} - {reason}")
+
+
+def ledger_tables() -> str:
+    """The send ledger's tables in the voxsms_db database."""
+    with sqlite3.connect(FAILED_DB) as db:
+        names = sorted(
+            name
+            for (name,) in db.execute("select name from sqlite_master where type = 'table'")
+            if name.endswith(("_leases", "_claims", "_outcomes"))
+        )
+    return "tables " + ", ".join(names) if names else "no tables yet"
 
 
 if __name__ == "__main__":
