@@ -70,7 +70,16 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "Voximplant",
-                "python-modules": ["airflow_provider_voxsms.operators.a2p_sms"],
+                "python-modules": [
+                    "airflow_provider_voxsms.operators.a2p_sms",
+                    "airflow_provider_voxsms.operators.delivery_report",
+                ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Voximplant",
+                "python-modules": ["airflow_provider_voxsms.triggers.delivery"],
             }
         ],
         "notifications": ["airflow_provider_voxsms.notifications.voximplant.VoximplantSmsNotifier"],

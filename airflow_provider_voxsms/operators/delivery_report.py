@@ -1,0 +1,230 @@
+"""A2PSmsDeliveryReportOperator: follow accepted messages to their final delivery status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+from airflow.configuration import conf
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_voxsms.delivery_status import log_delivery_status
+from airflow_provider_voxsms.errors import InputError, VoximplantError
+from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.sms import delivery
+from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
+
+# Most messages are final within minutes; what is still open after hours is mostly phones that
+# are off, which carriers retry for a day or more before EXPIRED. Six hours covers an evening
+# campaign's overnight tail without holding a worker slot or a trigger for days.
+DEFAULT_TIMEOUT_S = 6 * 3600.0
+DEFAULT_POLL_INTERVAL_S = 60.0
+# Rounds that finalise nothing double the wait up to this; 15 minutes keeps the tail cheap
+# (a 1M-message campaign costs ~1,000 calls per round) and the report at most that late.
+DEFAULT_MAX_POLL_INTERVAL_S = 900.0
+
+
+class A2PSmsDeliveryReportOperator(BaseOperator):
+    """Follow messages a send accepted until each has a final delivery status or time runs out.
+
+    Polls ``A2PGetSmsHistory`` for the messages not final yet, 1,000 per call. Final statuses
+    are DELIVERED, FAILED, EXPIRED, REJECTED, ABORTED and UNKNOWN; messages still QUEUED or
+    DISPATCHED (or not in the history yet) at the timeout are ``pending``.
+
+    Returns ``messages``, ``delivered``, ``failed``, ``expired``, ``rejected``, ``aborted``,
+    ``unknown``, ``pending``, ``fragments``, ``cost``, ``duration_s``, and pushes the XComs
+    ``delivery_status`` (one row per message: ``message_id``, ``destination_number``,
+    ``delivery_status``, ``error_message``, ``fragments``, ``cost``, ``processing_date``) and
+    ``failed_numbers`` (the send task's columns, stage ``delivery``, one row per message whose
+    final status is not DELIVERED).
+
+    :param messages: a DataFrame with ``message_id`` (and ``destination_number``), a list of
+        them (mapped sends) or of message ids, or an XComArg of one, e.g.
+        ``XComArg(send, key="accepted_numbers")``. (templated)
+    :param send_task_id: instead of ``messages``: pull that task's ``accepted_numbers`` XCom
+        (every map index of a mapped task). (templated)
+    :param src_number: the SenderID the messages came from; narrows the queries. (templated)
+    :param voximplant_conn_id: connection of type ``voximplant``.
+    :param timeout: how long to wait for final statuses, seconds or a timedelta (6 hours by
+        default: see ``DEFAULT_TIMEOUT_S``), counted from the task's start.
+    :param poll_interval: seconds between rounds while rounds finalise messages; each round in
+        a row that finalises none doubles the wait, up to ``max_poll_interval``.
+    :param max_poll_interval: the longest wait between rounds.
+    :param deferrable: wait in the triggerer instead of a worker slot (the default follows the
+        ``[operators] default_deferrable`` setting).
+    :param report_conn_id: common-sql connection for the ``report_table``; None: no table.
+    :param report_table: table of statuses, one row per message, replaced per task instance.
+    :param fail_on_undelivered_ratio: fail the task, after pushing the outputs, when the share
+        of messages not DELIVERED (final failures and pending) exceeds this (0..1).
+    :param hook_params: keyword arguments for :class:`VoximplantHook` (back-off, timeouts).
+    """
+
+    template_fields: Sequence[str] = ("messages", "send_task_id", "src_number")
+    ui_color = "#d6f5e0"
+
+    def __init__(
+        self,
+        *,
+        messages: Any = None,
+        send_task_id: str | None = None,
+        src_number: str | None = None,
+        voximplant_conn_id: str = VoximplantHook.default_conn_name,
+        timeout: float | timedelta = DEFAULT_TIMEOUT_S,
+        poll_interval: float = DEFAULT_POLL_INTERVAL_S,
+        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL_S,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        report_conn_id: str | None = None,
+        report_table: str = "sms_delivery_status",
+        fail_on_undelivered_ratio: float | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if (messages is None) == (send_task_id is None):
+            raise ValueError(
+                f"{self.task_id}: give exactly one of messages= (what to follow) or "
+                "send_task_id= (the send task whose accepted_numbers to follow)."
+            )
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        if seconds < 0 or poll_interval <= 0 or max_poll_interval < poll_interval:
+            raise ValueError(
+                f"{self.task_id}: want timeout >= 0 and 0 < poll_interval <= max_poll_interval, "
+                f"got {seconds}, {poll_interval} and {max_poll_interval}."
+            )
+        if fail_on_undelivered_ratio is not None and not 0 <= fail_on_undelivered_ratio <= 1:
+            raise ValueError(
+                f"{self.task_id}: fail_on_undelivered_ratio is a share in 0..1, "
+                f"got {fail_on_undelivered_ratio}."
+            )
+        self.messages = messages
+        self.send_task_id = send_task_id
+        self.src_number = src_number
+        self.voximplant_conn_id = voximplant_conn_id
+        self.timeout_s = seconds
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = float(max_poll_interval)
+        self.deferrable = deferrable
+        self.report_conn_id = report_conn_id
+        self.report_table = report_table
+        self.fail_on_undelivered_ratio = fail_on_undelivered_ratio
+        self.hook_params = hook_params or {}
+
+    @cached_property
+    def hook(self) -> VoximplantHook:
+        return VoximplantHook(self.voximplant_conn_id, **self.hook_params)
+
+    def execute(self, context) -> dict:
+        started = time.time()
+        frame = self._followed(context)
+        ids = frame["message_id"].tolist()
+        self.log.info("Following %d message(s) to their final delivery status", len(ids))
+        if self.deferrable and ids:
+            trigger = A2PSmsDeliveryTrigger(
+                ids=delivery.encode_ids(ids),
+                voximplant_conn_id=self.voximplant_conn_id,
+                src_number=self.src_number or None,
+                deadline=started + self.timeout_s,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                started=started,
+            )
+            self.defer(trigger=trigger, method_name="execute_complete")
+        tracker = self._wait(ids, started + self.timeout_s)
+        return self._finish(context, frame, tracker.rows, started)
+
+    def execute_complete(self, context, event: dict | None = None) -> dict:
+        """Resumed after the trigger: one round collects every message's row, then outputs."""
+        event = event or {}
+        if event.get("status") == "error":
+            raise AirflowFailException(f"Following delivery failed: {event.get('message')}")
+        self.log.info(
+            "Trigger ended (%s) after %s round(s) and %s call(s); %s message(s) still open",
+            event.get("status"),
+            event.get("rounds"),
+            event.get("calls"),
+            event.get("open"),
+        )
+        frame = self._followed(context)
+        tracker = delivery.DeliveryTracker(frame["message_id"].tolist())
+        self._round(tracker)
+        return self._finish(context, frame, tracker.rows, float(event.get("started") or 0))
+
+    # -- the pieces ------------------------------------------------------------------------
+
+    def _followed(self, context) -> pd.DataFrame:
+        messages = self.messages
+        if self.send_task_id is not None:
+            messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
+        try:
+            return delivery.messages_frame(messages)
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"{self.task_id}: {err}") from err
+
+    def _round(self, tracker: delivery.DeliveryTracker) -> int:
+        before = len(tracker.open)
+        try:
+            delivery.run_round(
+                tracker.round(self.src_number or None), self.hook.a2p_get_sms_history
+            )
+        except InputError as err:
+            raise AirflowFailException(str(err)) from err
+        return before - len(tracker.open)
+
+    def _wait(self, ids: list[int], deadline: float) -> delivery.DeliveryTracker:
+        """Poll in this worker until every message is final or the deadline passes."""
+        tracker = delivery.DeliveryTracker(ids)
+        idle = 0
+        while tracker.open:
+            try:
+                finished = self._round(tracker)
+            except VoximplantError as err:  # the hook already retried; try again next round
+                self.log.warning("Delivery poll round failed, next round retries: %s", err)
+                finished = 0
+            idle = 0 if finished else idle + 1
+            remaining = deadline - time.time()
+            self.log.info(
+                "Round %d: %d final, %d open (%d call(s) so far)",
+                tracker.rounds,
+                tracker.total - len(tracker.open),
+                len(tracker.open),
+                tracker.calls,
+            )
+            if not tracker.open or remaining <= 0:
+                break
+            time.sleep(
+                delivery.next_delay(self.poll_interval, idle - 1, remaining, self.max_poll_interval)
+            )
+        return tracker
+
+    def _finish(self, context, frame: pd.DataFrame, rows: dict, started: float) -> dict:
+        statuses = delivery.delivery_frame(frame, rows)
+        failed = delivery.failed_numbers(statuses)
+        summary = delivery.summarise(statuses, time.time() - started if started else 0.0)
+        ti = context["ti"]
+        ti.xcom_push(key="delivery_status", value=statuses)
+        ti.xcom_push(key="failed_numbers", value=failed)
+        if self.report_conn_id:
+            log_delivery_status(
+                statuses,
+                conn_id=self.report_conn_id,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=getattr(ti, "map_index", -1),
+                table=self.report_table,
+            )
+        self.log.info("Delivery report: %s", summary)
+        if self.fail_on_undelivered_ratio is not None:
+            ratio = delivery.undelivered_ratio(summary)
+            if ratio > self.fail_on_undelivered_ratio:
+                raise AirflowFailException(
+                    f"{ratio:.1%} of messages were not delivered (failed or still pending), "
+                    f"above fail_on_undelivered_ratio={self.fail_on_undelivered_ratio:.1%}. "
+                    f"Result: {summary}"
+                )
+        return summary
