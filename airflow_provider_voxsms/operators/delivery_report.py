@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_voxsms.delivery_status import log_delivery_status
-from airflow_provider_voxsms.errors import InputError, VoximplantError
+from airflow_provider_voxsms.errors import InputError, VoximplantApiError, VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
 from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
@@ -166,6 +166,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             raise AirflowFailException(f"{self.task_id}: {err}") from err
 
     def _round(self, tracker: delivery.DeliveryTracker) -> int:
+        """One poll round; configuration errors and stopping API errors fail the task."""
         before = len(tracker.open)
         try:
             delivery.run_round(
@@ -173,6 +174,10 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             )
         except InputError as err:
             raise AirflowFailException(str(err)) from err
+        except VoximplantApiError as err:
+            if err.is_fatal:  # every later round would fail the same way
+                raise AirflowFailException(str(err)) from err
+            raise
         return before - len(tracker.open)
 
     def _wait(self, ids: list[int], deadline: float) -> delivery.DeliveryTracker:

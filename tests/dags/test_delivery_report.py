@@ -154,3 +154,31 @@ def test_the_trigger_is_registered_with_airflow():
         row["class"] for row in json.loads(out) if row["package_name"] == "airflow-provider-voxsms"
     ]
     assert ours == ["airflow_provider_voxsms.triggers.delivery"]
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_a_stopping_error_fails_at_once_instead_of_polling_to_the_timeout(
+    voximplant_conn, run_dag, monkeypatch, credentials_json, deferrable
+):
+    import json
+    import time
+
+    conn = json.loads(voximplant_conn.connection_json())
+    conn["password"] = credentials_json  # a key the emulator does not know: error 433
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_BAD", json.dumps(conn))
+    with DAG(f"voxsms_test_delivery_stop_{deferrable}", schedule=None) as dag:
+        send = A2PSendSmsOperator(
+            task_id="send", recipients=NUMBERS, text="Hello", src_number="VoxDemo"
+        )
+        A2PSmsDeliveryReportOperator(
+            task_id="delivery",
+            messages=XComArg(send, key="accepted_numbers"),
+            voximplant_conn_id="voximplant_bad",
+            timeout=120,
+            poll_interval=1,
+            deferrable=deferrable,
+        )
+    started = time.monotonic()
+    tis = run_dag(dag)
+    assert tis["delivery"].state == "failed"
+    assert time.monotonic() - started < 60

@@ -1,0 +1,93 @@
+"""A2PSmsDeliveryTrigger over real HTTP to the emulator: rounds, timeout, throttling, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.sms import delivery
+from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
+
+NUMBERS = [f"4474433322{i:02d}" for i in range(10, 20)]
+
+
+def send(emulator) -> list[int]:
+    hook = VoximplantHook()
+    return [row["message_id"] for row in hook.a2p_send_sms("VoxDemo", NUMBERS, "hi").result]
+
+
+def fire(trigger: A2PSmsDeliveryTrigger) -> dict:
+    async def first():
+        return await anext(trigger.run())
+
+    return asyncio.run(first()).payload
+
+
+def trigger(ids, **kwargs) -> A2PSmsDeliveryTrigger:
+    kwargs.setdefault("deadline", time.time() + 10)
+    kwargs.setdefault("poll_interval", 0.2)
+    kwargs.setdefault("max_poll_interval", 0.4)
+    return A2PSmsDeliveryTrigger(ids=delivery.encode_ids(ids), started=1.0, **kwargs)
+
+
+def test_fires_done_once_every_message_is_final(voximplant_conn):
+    voximplant_conn.state.set_faults(delivery_queued_s=0.3, delivery_by_last_digit="3=FAILED")
+    ids = send(voximplant_conn)
+    event = fire(trigger(ids, src_number="VoxDemo"))
+    assert event["status"] == "done" and event["open"] == 0 and event["messages"] == 10
+    assert event["counts"] == {"DELIVERED": 9, "FAILED": 1}
+    assert event["rounds"] >= 2 and event["started"] == 1.0
+
+
+def test_fires_timeout_at_the_deadline_with_what_is_open(voximplant_conn):
+    voximplant_conn.state.set_faults(delivery_by_last_digit="8=NEVER,9=NEVER")
+    ids = send(voximplant_conn)
+    started = time.monotonic()
+    event = fire(trigger(ids, deadline=time.time() + 1.0))
+    assert 0.9 < time.monotonic() - started < 5
+    assert event["status"] == "timeout" and event["open"] == 2
+    assert event["counts"] == {"DELIVERED": 8}
+
+
+def test_throttling_is_retried_with_the_hooks_back_off(voximplant_conn):
+    ids = send(voximplant_conn)
+    voximplant_conn.state.set_faults(http_429_rate=0.5, error_340_rate=0.3, retry_after_s=0, seed=1)
+    event = fire(trigger(ids, hook_params={"backoff_initial_s": 0.01, "backoff_max_s": 0.05}))
+    assert event["status"] == "done" and event["counts"] == {"DELIVERED": 10}
+    stats = voximplant_conn.state.stats_snapshot()
+    assert stats["http_faults"].get("429", 0) + stats["api_errors"].get("340", 0) > 0
+
+
+def test_a_stopping_error_fires_an_error_event(voximplant_conn, monkeypatch, credentials_json):
+    ids = send(voximplant_conn)
+    conn = json.loads(voximplant_conn.connection_json())
+    conn["password"] = credentials_json  # a key the emulator does not know: error 433
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps(conn))
+    event = fire(trigger(ids))
+    assert event["status"] == "error" and "433" in event["message"]
+
+
+def test_serialised_state_stays_small_for_a_million_messages():
+    ids = range(10_000_001, 11_000_001)
+    classpath, kwargs = trigger(ids).serialize()
+    assert classpath == "airflow_provider_voxsms.triggers.delivery.A2PSmsDeliveryTrigger"
+    assert len(json.dumps(kwargs)) < 20_000
+    assert delivery.decode_ids(A2PSmsDeliveryTrigger(**kwargs).ids) == list(ids)
+
+
+@pytest.mark.parametrize("n_open", [1, 1000, 1001, 2500])
+def test_a_round_costs_one_call_per_1000_open_messages(voximplant_conn, n_open):
+    async def calls():
+        from airflow_provider_voxsms.triggers.delivery import AsyncHistoryClient
+
+        client = await AsyncHistoryClient.connect("voximplant_default")
+        tracker = delivery.DeliveryTracker(range(1, n_open + 1), keep_rows=False)
+        async with client:
+            await client.run_round(tracker.round())
+        return tracker.calls
+
+    assert asyncio.run(calls()) == -(-n_open // 1000)
