@@ -4,7 +4,7 @@ worker polling and deferral (``dag.test()`` runs the trigger inline), the table,
 from __future__ import annotations
 
 import pytest
-from airflow.sdk import DAG, XComArg
+from airflow.sdk import DAG, XComArg, task
 from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
@@ -182,3 +182,31 @@ def test_a_stopping_error_fails_at_once_instead_of_polling_to_the_timeout(
     tis = run_dag(dag)
     assert tis["delivery"].state == "failed"
     assert time.monotonic() - started < 60
+
+
+def test_mapped_sends_followed_together_and_per_shard(lifecycle, run_dag):
+    """``send_task_id`` follows every map index; a per-shard report maps over the shards'
+    ``accepted_numbers`` (Airflow maps over return values only, hence the small task)."""
+    shards = [NUMBERS[:5], NUMBERS[5:]]
+    with DAG("voxsms_test_delivery_mapped", schedule=None) as dag:
+        send = A2PSendSmsOperator.partial(
+            task_id="send", text="Hello", src_number="VoxDemo"
+        ).expand(recipients=shards)
+
+        @task
+        def accepted_per_shard(ti=None) -> list:
+            return list(ti.xcom_pull(task_ids="send", key="accepted_numbers"))
+
+        together = A2PSmsDeliveryReportOperator(
+            task_id="together", send_task_id="send", timeout=4, poll_interval=0.3
+        )
+        A2PSmsDeliveryReportOperator.partial(
+            task_id="per_shard", timeout=4, poll_interval=0.3, deferrable=True
+        ).expand(messages=send >> accepted_per_shard())
+        send >> together
+    tis = run_dag(dag)
+    check_outputs(tis["together"])
+    for index, shard in enumerate(shards):
+        statuses = xcom(tis[("per_shard", index)], "delivery_status")
+        got = dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True))
+        assert got == {n: TRUTH[n] for n in shard}
