@@ -6,6 +6,8 @@ stay isolated and fast. Imports of the emulator are deferred: loading this plugi
 - ``voximplant_emulator``: the running :class:`EmulatorServer` (plain HTTP).
 - ``voximplant_emulator_tls``: the same over HTTPS; trust ``server.cert_path``.
 - ``voximplant_conn``: ``voximplant_emulator`` with ``AIRFLOW_CONN_VOXIMPLANT_DEFAULT`` set.
+- ``voximplant_delivery``: sets the emulator's delivery lifecycle, e.g.
+  ``voximplant_delivery(queued_s=1, dispatched_s=2, by_last_digit="7=FAILED,9=NEVER")``.
 """
 
 from __future__ import annotations
@@ -57,3 +59,18 @@ def voximplant_conn(
     """``voximplant_emulator`` with ``AIRFLOW_CONN_VOXIMPLANT_DEFAULT`` pointing at it."""
     monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", voximplant_emulator.connection_json())
     return voximplant_emulator
+
+
+@pytest.fixture
+def voximplant_delivery(voximplant_emulator: EmulatorServer):
+    """A function that sets the reset emulator's delivery lifecycle: the ``Faults.delivery_*``
+    fields without their prefix (``queued_s``, ``dispatched_s``, ``failed_rate``,
+    ``expired_rate``, ``rejected_rate``, ``aborted_rate``, ``unknown_rate``,
+    ``never_final_rate``, ``by_last_digit``); returns the faults in force."""
+
+    def configure(**settings):
+        return voximplant_emulator.state.set_faults(
+            **{f"delivery_{name}": value for name, value in settings.items()}
+        )
+
+    return configure

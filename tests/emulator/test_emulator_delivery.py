@@ -118,3 +118,10 @@ def test_cli_flags_set_the_lifecycle():
     faults = faults_from_args(args)
     assert (faults.delivery_queued_s, faults.delivery_failed_rate) == (2.0, 0.1)
     assert faults.delivery_by_last_digit == "9=NEVER"
+
+
+def test_the_pytest_plugin_sets_the_lifecycle(api, voximplant_delivery):
+    faults = voximplant_delivery(queued_s=60, by_last_digit="9=NEVER")
+    assert (faults.delivery_queued_s, faults.delivery_by_last_digit) == (60, "9=NEVER")
+    api.send(NUMBERS[:1])
+    assert {s for s, _ in statuses(api).values()} == {"QUEUED"}
