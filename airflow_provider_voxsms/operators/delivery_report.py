@@ -135,7 +135,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             )
             self.defer(trigger=trigger, method_name="execute_complete")
         tracker = self._wait(ids, started + self.timeout_s)
-        return self._finish(context, frame, tracker.rows, started)
+        return self._finish(context, frame, tracker.seen(), started)
 
     def execute_complete(self, context, event: dict | None = None) -> dict:
         """Resumed after the trigger: one round collects every message's row, then outputs."""
@@ -152,7 +152,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         frame = self._followed(context)
         tracker = delivery.DeliveryTracker(frame["message_id"].tolist())
         self._round(tracker)
-        return self._finish(context, frame, tracker.rows, float(event.get("started") or 0))
+        return self._finish(context, frame, tracker.seen(), float(event.get("started") or 0))
 
     # -- the pieces ------------------------------------------------------------------------
 

@@ -202,6 +202,10 @@ class DeliveryTracker:
     def done(self) -> bool:
         return not self.open
 
+    def seen(self) -> dict[int, DeliveryRow]:
+        """Every row the history showed: the final ones, and the last of each open message."""
+        return {**self.last_seen, **self.rows}
+
     def round(self, src_number: str | None = None) -> Round:
         """A poll round over what is open; its result is applied when it returns."""
         found = yield from _counted(poll_round(sorted(self.open), src_number), self)
@@ -354,7 +358,8 @@ def failed_numbers(delivery: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(delivery: pd.DataFrame, duration_s: float) -> dict:
-    """The small return value: counts per outcome, fragments and cost of final messages."""
+    """The small return value: counts per outcome, and the fragments and cost the history
+    reported (of every message it showed, pending ones included)."""
     counts = delivery["delivery_status"].value_counts()
     summary: dict[str, Any] = {"messages": len(delivery)}
     for status in ("DELIVERED", "FAILED", "EXPIRED", "REJECTED", "ABORTED", "UNKNOWN"):

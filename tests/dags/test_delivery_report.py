@@ -63,11 +63,11 @@ def check_outputs(ti) -> None:
         "aborted": 1,
         "unknown": 1,
         "pending": 1,
-        "fragments": 9,
+        "fragments": 10,
         "cost": summary["cost"],
         "duration_s": summary["duration_s"],
     }
-    assert summary["cost"] == pytest.approx(9 * 0.0325)
+    assert summary["cost"] == pytest.approx(10 * 0.0325)
     statuses = xcom(ti, "delivery_status")
     assert dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True)) == (
         TRUTH
