@@ -81,10 +81,12 @@ def check_outputs(ti) -> None:
     assert row["error_description"] == "FAILED: Absent subscriber"
 
 
-def table_rows(conn_id: str) -> list[tuple]:
-    return db_api_hook(conn_id).get_records(
-        "SELECT destination_number, delivery_status, run_id, task_id, map_index "
-        "FROM sms_delivery_status ORDER BY destination_number"
+def table_rows(conn_id: str, dag_id: str) -> list[tuple]:
+    hook = db_api_hook(conn_id)
+    return hook.get_records(
+        "SELECT destination_number, delivery_status, task_id, map_index FROM sms_delivery_status "
+        f"WHERE dag_id = {hook.placeholder} ORDER BY destination_number",
+        parameters=(dag_id,),
     )
 
 
@@ -97,12 +99,12 @@ def test_worker_polling_reports_the_emulators_truth_and_writes_the_table(
     tis = run_dag(dag)
     assert tis["delivery"].state == "success"
     check_outputs(tis["delivery"])
-    rows = table_rows(voxsms_db)
+    rows = table_rows(voxsms_db, dag.dag_id)
     assert [(r[0], r[1]) for r in rows] == sorted(TRUTH.items())
-    assert {r[3:] for r in rows} == {("delivery", -1)}
+    assert {r[2:] for r in rows} == {("delivery", -1)}
 
     run_dag(dag)  # a re-run of the same DAG run replaces the task instance's rows
-    assert len(table_rows(voxsms_db)) == len(NUMBERS)
+    assert len(table_rows(voxsms_db, dag.dag_id)) == len(NUMBERS)
 
 
 def test_deferred_polling_reports_the_same_truth(lifecycle, run_dag, monkeypatch):
@@ -210,3 +212,27 @@ def test_mapped_sends_followed_together_and_per_shard(lifecycle, run_dag):
         statuses = xcom(tis[("per_shard", index)], "delivery_status")
         got = dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True))
         assert got == {n: TRUTH[n] for n in shard}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "exactly one of messages"),
+        ({"messages": [1], "send_task_id": "send"}, "exactly one of messages"),
+        ({"messages": [1], "poll_interval": 0}, "poll_interval"),
+        ({"messages": [1], "poll_interval": 60, "max_poll_interval": 30}, "poll_interval"),
+        ({"messages": [1], "timeout": -1}, "timeout"),
+        ({"messages": [1], "fail_on_undelivered_ratio": 1.5}, "fail_on_undelivered_ratio"),
+    ],
+)
+def test_bad_arguments_are_refused_when_the_dag_is_parsed(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        A2PSmsDeliveryReportOperator(task_id="delivery", **kwargs)
+
+
+def test_timeout_takes_seconds_or_a_timedelta():
+    from datetime import timedelta
+
+    op = A2PSmsDeliveryReportOperator(task_id="d", messages=[1], timeout=timedelta(hours=2))
+    assert op.timeout_s == 7200
+    assert A2PSmsDeliveryReportOperator(task_id="d", messages=[1]).timeout_s == 6 * 3600
