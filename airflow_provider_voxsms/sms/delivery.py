@@ -139,26 +139,33 @@ def poll_round(ids: Sequence[int], src_number: str | None = None) -> Round:
     Ids the history does not show are missing from the result (still pending). A call whose
     answer counts more rows than it returned is followed by the next page (``offset``).
     """
-    wanted = set(int(i) for i in ids)
     found: dict[int, DeliveryRow] = {}
     for query in history_queries(ids, src_number):
-        offset = 0
-        while True:
-            answer = yield {**query, "offset": offset}
-            rows = list((answer or {}).get("result") or [])
-            for raw in rows:
-                row = parse_row(raw)
-                if row is not None and row.message_id in wanted:
-                    found[row.message_id] = row
-            total = _number((answer or {}).get("total_count"), int) or 0
-            offset += len(rows)
-            if not rows or offset >= total:
-                break
+        found.update((yield from query_pages(query)))
     return found
 
 
-def run_round(round_: Round, call: Callable[..., dict]) -> dict[int, DeliveryRow]:
-    """Drive a round with a blocking ``call(**params) -> answer`` (the hook's history call)."""
+def query_pages(query: dict[str, Any]) -> Round:
+    """One history query (at most 1,000 ids), page by page; returns its rows by message id."""
+    wanted = set(query["message_id"])
+    found: dict[int, DeliveryRow] = {}
+    offset = 0
+    while True:
+        answer = yield {**query, "offset": offset}
+        rows = list((answer or {}).get("result") or [])
+        for raw in rows:
+            row = parse_row(raw)
+            if row is not None and row.message_id in wanted:
+                found[row.message_id] = row
+        total = _number((answer or {}).get("total_count"), int) or 0
+        offset += len(rows)
+        if not rows or offset >= total:
+            return found
+
+
+def run_round(round_: Generator[dict[str, Any], dict, Any], call: Callable[..., dict]) -> Any:
+    """Drive a round (``poll_round``, ``DeliveryTracker.round``) with a blocking
+    ``call(**params) -> answer`` (the hook's history call); returns what the round returns."""
     try:
         params = next(round_)
         while True:
@@ -206,15 +213,18 @@ class DeliveryTracker:
         """Every row the history showed: the final ones, and the last of each open message."""
         return {**self.last_seen, **self.rows}
 
-    def round(self, src_number: str | None = None) -> Round:
-        """A poll round over what is open; its result is applied when it returns."""
-        found = yield from _counted(poll_round(sorted(self.open), src_number), self)
-        self.apply(found)
-        return found
+    def round(self, src_number: str | None = None) -> Generator[dict[str, Any], dict, int]:
+        """A poll round over what is open; each query's rows are applied as they come, so
+        memory holds at most one answer besides what the tracker keeps. Returns the number
+        of messages that became final."""
+        finished = 0
+        for query in history_queries(sorted(self.open), src_number):
+            finished += self.apply((yield from _counted(query_pages(query), self)))
+        self.rounds += 1
+        return finished
 
     def apply(self, found: dict[int, DeliveryRow]) -> int:
-        """Record a round's rows; returns how many messages became final."""
-        self.rounds += 1
+        """Record rows the history showed; returns how many messages became final."""
         finished = 0
         for message_id, row in found.items():
             if message_id not in self.open:
@@ -233,6 +243,7 @@ class DeliveryTracker:
 
 
 def _counted(round_: Round, tracker: DeliveryTracker) -> Round:
+    """``round_``, counting its calls on ``tracker``."""
     try:
         params = next(round_)
         while True:

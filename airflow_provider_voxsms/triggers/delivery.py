@@ -16,7 +16,7 @@ import asyncio
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import httpx
@@ -174,8 +174,9 @@ class AsyncHistoryClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.client.aclose()
 
-    async def run_round(self, round_: delivery.Round) -> dict:
-        """Drive a poll round (``delivery.poll_round``) with this client's answers."""
+    async def run_round(self, round_: Generator[dict[str, Any], dict, Any]) -> Any:
+        """Drive a round (``delivery.poll_round``, ``DeliveryTracker.round``) with this client's
+        answers; returns what the round returns."""
         try:
             params = next(round_)
             while True:

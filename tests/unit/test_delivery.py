@@ -151,3 +151,19 @@ def test_id_encoding_is_exact_and_small_for_a_campaign():
     gappy = [3, 10, 11, 9_000_000_000]
     assert delivery.decode_ids(delivery.encode_ids(gappy + [10])) == gappy
     assert delivery.decode_ids(delivery.encode_ids([])) == []
+
+
+def test_a_round_applies_each_answer_as_it_comes_so_a_failed_call_keeps_earlier_progress():
+    statuses = dict.fromkeys(range(1, 2001), "DELIVERED")
+    history = FakeHistory(statuses)
+    tracker = delivery.DeliveryTracker(statuses)
+
+    def second_call_fails(**params):
+        if history.calls:
+            raise ConnectionError("the network went away")
+        return history(**params)
+
+    with pytest.raises(ConnectionError):
+        delivery.run_round(tracker.round(), second_call_fails)
+    assert tracker.open == set(range(1001, 2001)), "the first answer's 1,000 are final"
+    assert delivery.run_round(tracker.round(), history) == 1000 and tracker.done
