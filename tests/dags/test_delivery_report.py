@@ -236,3 +236,13 @@ def test_timeout_takes_seconds_or_a_timedelta():
     op = A2PSmsDeliveryReportOperator(task_id="d", messages=[1], timeout=timedelta(hours=2))
     assert op.timeout_s == 7200
     assert A2PSmsDeliveryReportOperator(task_id="d", messages=[1]).timeout_s == 6 * 3600
+
+
+def test_nothing_accepted_reports_zeros_without_deferring(voximplant_conn, run_dag, monkeypatch):
+    voximplant_conn.state.set_faults(blocked_numbers=set(NUMBERS))
+    monkeypatch.setattr(A2PSmsDeliveryTrigger, "run", None)  # deferring would fail the task
+    tis = run_dag(campaign("voxsms_test_delivery_nothing", deferrable=True))
+    assert tis["delivery"].state == "success"
+    summary = xcom(tis["delivery"])
+    assert summary["messages"] == 0 and summary["pending"] == 0
+    assert xcom(tis["delivery"], "failed_numbers").empty
