@@ -61,6 +61,9 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
     :param report_table: table of statuses, one row per message, replaced per task instance.
     :param fail_on_undelivered_ratio: fail the task, after pushing the outputs, when the share
         of messages not DELIVERED (final failures and pending) exceeds this (0..1).
+    :param max_concurrency: history calls in flight at once within a round (4: a round over
+        a million open messages is 1,000 calls, about 4 x faster than one at a time, while a
+        few connections stay far from the API's documented 200 concurrent requests).
     :param hook_params: keyword arguments for :class:`VoximplantHook` (back-off, timeouts).
     """
 
@@ -81,6 +84,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         report_conn_id: str | None = None,
         report_table: str = "sms_delivery_status",
         fail_on_undelivered_ratio: float | None = None,
+        max_concurrency: int = 4,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
@@ -95,6 +99,10 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             raise ValueError(
                 f"{self.task_id}: want timeout >= 0 and 0 < poll_interval <= max_poll_interval, "
                 f"got {seconds}, {poll_interval} and {max_poll_interval}."
+            )
+        if max_concurrency < 1:
+            raise ValueError(
+                f"{self.task_id}: max_concurrency must be >= 1, got {max_concurrency}."
             )
         if fail_on_undelivered_ratio is not None and not 0 <= fail_on_undelivered_ratio <= 1:
             raise ValueError(
@@ -112,11 +120,13 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         self.report_conn_id = report_conn_id
         self.report_table = report_table
         self.fail_on_undelivered_ratio = fail_on_undelivered_ratio
+        self.max_concurrency = max_concurrency
         self.hook_params = hook_params or {}
 
     @cached_property
     def hook(self) -> VoximplantHook:
-        return VoximplantHook(self.voximplant_conn_id, **self.hook_params)
+        params = {"pool_size": max(1, self.max_concurrency), **self.hook_params}
+        return VoximplantHook(self.voximplant_conn_id, **params)
 
     def execute(self, context) -> dict:
         started = time.time()
@@ -132,6 +142,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 started=started,
+                hook_params=self.hook_params,
+                max_concurrency=self.max_concurrency,
             )
             self.defer(trigger=trigger, method_name="execute_complete")
         tracker = self._wait(ids, started + self.timeout_s)
@@ -169,8 +181,11 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         """One poll round; configuration errors and stopping API errors fail the task."""
         before = len(tracker.open)
         try:
-            delivery.run_round(
-                tracker.round(self.src_number or None), self.hook.a2p_get_sms_history
+            delivery.run_round_concurrently(
+                tracker,
+                self.hook.a2p_get_sms_history,
+                self.src_number or None,
+                self.max_concurrency,
             )
         except InputError as err:
             raise AirflowFailException(str(err)) from err

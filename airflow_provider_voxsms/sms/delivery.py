@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +175,41 @@ def run_round(round_: Generator[dict[str, Any], dict, Any], call: Callable[..., 
         return done.value
 
 
+def run_round_concurrently(
+    tracker: DeliveryTracker,
+    call: Callable[..., dict],
+    src_number: str | None = None,
+    concurrency: int = 1,
+) -> int:
+    """One tracker round with up to ``concurrency`` blocking calls in flight (threads); each
+    query's rows are applied as it completes. Returns the messages that became final; the
+    first failing call's error is raised once the calls already in flight have ended."""
+    if concurrency <= 1:
+        return run_round(tracker.round(src_number), call)
+
+    def one(query: dict[str, Any]) -> tuple[dict[int, DeliveryRow], int]:
+        calls = [0]
+
+        def counted(**params: Any) -> dict:
+            calls[0] += 1
+            return call(**params)
+
+        return run_round(query_pages(query), counted), calls[0]
+
+    finished = 0
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="voxsms-delivery")
+    try:
+        futures = [pool.submit(one, query) for query in tracker.queries(src_number)]
+        for future in as_completed(futures):
+            found, calls = future.result()
+            tracker.calls += calls
+            finished += tracker.apply(found)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    tracker.rounds += 1
+    return finished
+
+
 def next_delay(
     poll_interval: float, idle_rounds: int, remaining: float, max_interval: float
 ) -> float:
@@ -222,6 +258,11 @@ class DeliveryTracker:
             finished += self.apply((yield from _counted(query_pages(query), self)))
         self.rounds += 1
         return finished
+
+    def queries(self, src_number: str | None = None) -> list[dict[str, Any]]:
+        """The history queries of one round over what is open (for concurrent drivers, which
+        run ``query_pages`` per query and ``apply`` each result)."""
+        return history_queries(sorted(self.open), src_number)
 
     def apply(self, found: dict[int, DeliveryRow]) -> int:
         """Record rows the history showed; returns how many messages became final."""

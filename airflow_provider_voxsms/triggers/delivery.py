@@ -52,6 +52,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
     :param max_poll_interval: the longest wait between rounds.
     :param started: epoch seconds the task started (passed back for its duration).
     :param hook_params: keyword arguments for :class:`VoximplantHook` (attempts, back-off).
+    :param max_concurrency: history calls in flight at once within a round.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         max_poll_interval: float = 900.0,
         started: float | None = None,
         hook_params: dict[str, Any] | None = None,
+        max_concurrency: int = 4,
     ):
         super().__init__()
         self.ids = ids
@@ -75,6 +77,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         self.max_poll_interval = float(max_poll_interval)
         self.started = started
         self.hook_params = hook_params or {}
+        self.max_concurrency = int(max_concurrency)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -88,6 +91,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "started": self.started,
                 "hook_params": self.hook_params,
+                "max_concurrency": self.max_concurrency,
             },
         )
 
@@ -103,7 +107,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
             while tracker.open:
                 before = len(tracker.open)
                 try:
-                    await client.run_round(tracker.round(self.src_number))
+                    await client.run_tracker_round(tracker, self.src_number, self.max_concurrency)
                 except (InputError, VoximplantApiError) as err:
                     if isinstance(err, InputError) or err.is_fatal:
                         yield TriggerEvent(self._event("error", tracker, message=str(err)))
@@ -183,6 +187,43 @@ class AsyncHistoryClient:
                 params = round_.send(await self.call(**params))
         except StopIteration as done:
             return done.value
+
+    async def run_tracker_round(
+        self,
+        tracker: delivery.DeliveryTracker,
+        src_number: str | None = None,
+        concurrency: int = 1,
+    ) -> int:
+        """One tracker round with up to ``concurrency`` calls in flight; each query's rows are
+        applied as it completes. Returns the messages that became final; the first failing
+        call's error is raised and the round's other calls are cancelled."""
+        semaphore = asyncio.Semaphore(max(1, concurrency))
+        finished = 0
+
+        async def one(query: dict[str, Any]) -> None:
+            nonlocal finished
+            async with semaphore:
+                pages, calls = delivery.query_pages(query), 0
+                try:
+                    params = next(pages)
+                    while True:
+                        calls += 1
+                        params = pages.send(await self.call(**params))
+                except StopIteration as done:
+                    found = done.value
+                finally:
+                    tracker.calls += calls  # one event loop: no lock needed
+            finished += tracker.apply(found)
+
+        tasks = [asyncio.ensure_future(one(query)) for query in tracker.queries(src_number)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        tracker.rounds += 1
+        return finished
 
     async def call(self, **params: Any) -> dict:
         hook = self.hook

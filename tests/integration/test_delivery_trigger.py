@@ -91,3 +91,24 @@ def test_a_round_costs_one_call_per_1000_open_messages(voximplant_conn, n_open):
         return tracker.calls
 
     assert asyncio.run(calls()) == -(-n_open // 1000)
+
+
+def test_a_round_runs_its_calls_concurrently(voximplant_conn):
+    voximplant_conn.state.set_faults(latency_ms=100)
+
+    async def one_round(concurrency):
+        from airflow_provider_voxsms.triggers.delivery import AsyncHistoryClient
+
+        fast = {"max_attempts": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.01}
+        client = await AsyncHistoryClient.connect("voximplant_default", fast)
+        tracker = delivery.DeliveryTracker(range(1, 8001), keep_rows=False)
+        started = time.monotonic()
+        async with client:
+            await client.run_tracker_round(tracker, concurrency=concurrency)
+        return tracker.calls, time.monotonic() - started
+
+    calls, elapsed = asyncio.run(one_round(8))
+    assert calls == 8 and elapsed < 0.6, "8 calls of 100 ms each, together"
+    voximplant_conn.state.set_faults(latency_ms=100, error_340_rate=1.0)
+    with pytest.raises(Exception, match="340"):
+        asyncio.run(one_round(4))

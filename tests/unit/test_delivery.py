@@ -167,3 +167,40 @@ def test_a_round_applies_each_answer_as_it_comes_so_a_failed_call_keeps_earlier_
         delivery.run_round(tracker.round(), second_call_fails)
     assert tracker.open == set(range(1001, 2001)), "the first answer's 1,000 are final"
     assert delivery.run_round(tracker.round(), history) == 1000 and tracker.done
+
+
+def test_a_concurrent_round_finds_the_same_with_calls_in_flight_together():
+    import threading
+    import time
+
+    statuses = {i: ("FAILED" if i % 10 == 0 else "DELIVERED") for i in range(1, 4501)}
+    history = FakeHistory(statuses, page_cap=700)
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow(**params):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.02)
+        try:
+            return history(**params)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    tracker = delivery.DeliveryTracker(statuses)
+    assert delivery.run_round_concurrently(tracker, slow, concurrency=4) == 4500
+    assert tracker.done and tracker.counts == {"FAILED": 450, "DELIVERED": 4050}
+    assert tracker.calls == len(history.calls) == 9 and tracker.rounds == 1  # 4 x 2 pages + 1
+    assert peak[0] == 4
+
+
+def test_a_concurrent_round_raises_the_first_error():
+    tracker = delivery.DeliveryTracker(range(1, 5001))
+
+    def broken(**params):
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        delivery.run_round_concurrently(tracker, broken, concurrency=3)
+    assert len(tracker.open) == 5000
