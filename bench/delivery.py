@@ -5,8 +5,9 @@ The emulator runs in its own process over HTTPS (``bench.emulator.EmulatorProces
 messages are accepted through the hook (100 per request, 16 threads), with outcomes drawn per
 message (5 % FAILED, 2 % EXPIRED, 1 % never final). Then, for both paths of the operator:
 
-- worker: ``DeliveryTracker`` rounds driven by the blocking hook (``run_round``), rows kept;
-- trigger: the same rounds through ``AsyncHistoryClient`` (httpx), counts only;
+- worker: ``DeliveryTracker`` rounds driven by the blocking hook, 4 calls in flight
+  (``run_round_concurrently``), rows kept;
+- trigger: the same rounds through ``AsyncHistoryClient`` (httpx, 4 in flight), counts only;
 
 it prints history calls and wall time per round, the size of the trigger's serialised state,
 and the peak RSS of this process (the client side; the emulator's is reported apart).
@@ -22,6 +23,8 @@ import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+CONCURRENCY = 4  # the operator's default max_concurrency
 
 
 def _rss_mib() -> float:
@@ -44,12 +47,12 @@ def worker_rounds(ids: list[int], rounds: int) -> list[tuple[int, float, int]]:
     from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
     from airflow_provider_voxsms.sms import delivery
 
-    hook = VoximplantHook()
+    hook = VoximplantHook(pool_size=CONCURRENCY)
     tracker = delivery.DeliveryTracker(ids)
     out = []
     for _ in range(rounds):
         calls, started = tracker.calls, time.perf_counter()
-        delivery.run_round(tracker.round("VoxDemo"), hook.a2p_get_sms_history)
+        delivery.run_round_concurrently(tracker, hook.a2p_get_sms_history, "VoxDemo", CONCURRENCY)
         out.append((tracker.calls - calls, time.perf_counter() - started, len(tracker.open)))
         if tracker.done:
             break
@@ -67,7 +70,7 @@ def trigger_rounds(ids: list[int], rounds: int) -> list[tuple[int, float, int]]:
         async with client:
             for _ in range(rounds):
                 calls, started = tracker.calls, time.perf_counter()
-                await client.run_round(tracker.round("VoxDemo"))
+                await client.run_tracker_round(tracker, "VoxDemo", CONCURRENCY)
                 out.append(
                     (tracker.calls - calls, time.perf_counter() - started, len(tracker.open))
                 )
