@@ -4,7 +4,9 @@ The trigger's serialised state is small whatever the campaign's size: the messag
 as ``delivery.encode_ids`` text (sorted, delta-encoded, zlib-compressed: a million ids from
 one campaign take a few kilobytes), and the deadline is absolute, so a trigger restarted on
 another triggerer keeps the task's timeout. It keeps only the open ids in memory and fires
-one small event (counts, not rows); the resumed task collects the rows in one round.
+one small event (counts, not rows); the resumed task collects the rows in one round. A
+restarted trigger starts again from every id: its first round re-reads what was already
+final, which costs one round of calls and changes nothing (the history is only read).
 
 Requests reuse the hook's connection reading, service-account token, form encoding, answer
 parsing and error types; only the transport is ``httpx.AsyncClient``.
