@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from airflow_provider_voxsms.errors import LedgerError
@@ -43,6 +44,7 @@ from airflow_provider_voxsms.sms.model import (
     UNKNOWN,
     Batch,
     BatchOutcome,
+    bulk_objects,
     text_hash,
 )
 from airflow_provider_voxsms.sql import (
@@ -192,7 +194,8 @@ class SendLedger:
             ) from None
         self._writer = threading.Thread(target=self._write_loop, name="voxsms-ledger", daemon=True)
         self._writer.start()
-        return _previous(claims, outcomes)
+        with bulk_objects():
+            return _previous(claims, outcomes)
 
     def _take_lease(self, conn: Any) -> tuple[list, list]:
         """In one transaction: make this try the lease holder, then read the earlier rows.
@@ -426,8 +429,8 @@ def _previous(claims: list, outcomes: list) -> pd.DataFrame:
             "destination_number": pd.Series(numbers, dtype=object),
             "text_hash": pd.Series(hashes, dtype=object),
             "status": IN_FLIGHT,
-            "message_id": pd.array([None] * len(keys), dtype="Int64"),
-            "error_code": pd.array([None] * len(keys), dtype="Int64"),
+            "message_id": _missing_ints(len(keys)),
+            "error_code": _missing_ints(len(keys)),
             "error_description": pd.Series([None] * len(keys), dtype=object),
             "claimed_at": pd.Series(claimed_at, dtype="float64"),
         }
@@ -451,14 +454,24 @@ def _previous(claims: list, outcomes: list) -> pd.DataFrame:
         rows = where[mine]
         found.iloc[rows, found.columns.get_loc("status")] = status
         if status == ACCEPTED:
-            ids = pd.array(fields[1], dtype="Int64")[mine]
+            ids = _ints(fields[1])[mine]
             found.iloc[rows, found.columns.get_loc("message_id")] = ids
         if status == FAILED:
-            codes = pd.array(fields[1], dtype="Int64")[mine]
+            codes = pd.array(fields[1], dtype="Int64")[mine]  # may hold None
             found.iloc[rows, found.columns.get_loc("error_code")] = codes
             whys = pd.Series(fields[2], dtype=object)[mine].array
             found.iloc[rows, found.columns.get_loc("error_description")] = whys
     return found[list(COLUMNS)]
+
+
+def _missing_ints(count: int) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.zeros(count, np.int64), np.ones(count, bool))
+
+
+def _ints(values: list) -> pd.arrays.IntegerArray:
+    """Integers without gaps (message ids), without pandas' per-value checks."""
+    array = np.asarray(values, dtype=np.int64)
+    return pd.arrays.IntegerArray(array, np.zeros(len(array), bool))
 
 
 def row_keys(numbers: list, hashes: list) -> pd.Index:

@@ -44,6 +44,7 @@ class Config:
     ledger_runs: int = 5
     retry_ns: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     retry_left: int = 1_000
+    retry_runs: int = 3
     max_concurrency: int = 16  # the operator's default
 
 
@@ -67,6 +68,7 @@ SMOKE = Config(
     ledger_runs=1,
     retry_ns=(1_000,),
     retry_left=100,
+    retry_runs=1,
 )
 
 
@@ -461,17 +463,20 @@ def retry_of_a_large_campaign(cfg: Config, emu: EmulatorProcess) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="voxsms-bench-retry-") as tmp:
         os.environ["AIRFLOW_CONN_VOXSMS_BENCH_LEDGER"] = "sqlite://" + str(Path(tmp) / "l.db")
         reference_n = min(100_000, max(cfg.retry_ns))
-        emu.reset()
-        seconds, summary, _ = clients.run_operator(
-            data.clean_frame(reference_n, offset=7_000_000), ledger_conn_id="voxsms_bench_ledger"
-        )
-        _check_sent(summary, reference_n)
-        reference_s = seconds
+        reference = Sample()
+        for run in range(cfg.retry_runs):
+            emu.reset()
+            seconds, summary, _ = clients.run_operator(
+                data.clean_frame(reference_n, offset=7_000_000 + run * reference_n),
+                ledger_conn_id="voxsms_bench_ledger",
+            )
+            _check_sent(summary, reference_n)
+            reference.add(seconds)
         rows.append(
             Row(
                 "8",
                 f"reference: a first try sending {reference_n:,} recipients with the ledger",
-                _single(seconds),
+                reference,
                 note="no added latency",
             )
         )
@@ -482,7 +487,9 @@ def retry_of_a_large_campaign(cfg: Config, emu: EmulatorProcess) -> list[Row]:
             ti = clients.FakeTaskInstance()
             with suppress(CampaignStoppedError):  # the first try stops on error 127, as intended
                 clients.run_operator(frame, ti=ti, ledger_conn_id="voxsms_bench_ledger")
-            resumed = _time_resume(frame, ti)
+            resumed = Sample()
+            for _ in range(cfg.retry_runs):
+                resumed.add(_time_resume(frame, ti))
             emu.set_faults(insufficient_money_after=None)
             seconds, summary, _ = clients.run_operator(
                 frame, ti=ti, ledger_conn_id="voxsms_bench_ledger"
@@ -494,9 +501,9 @@ def retry_of_a_large_campaign(cfg: Config, emu: EmulatorProcess) -> list[Row]:
                 Row(
                     "8",
                     f"resume {summary['earlier']:,} settled numbers: read the ledger, split",
-                    _single(resumed),
+                    resumed,
                     target=f"< the {reference_n:,}-recipient first try" if n >= 1_000_000 else "",
-                    met=resumed < reference_s if n >= 1_000_000 else None,
+                    met=resumed.median < reference.median if n >= 1_000_000 else None,
                     note="SendLedger.open() and sms.resume.resume(), what a retry adds",
                 )
             )
@@ -517,13 +524,14 @@ def retry_of_a_large_campaign(cfg: Config, emu: EmulatorProcess) -> list[Row]:
 def _time_resume(frame, ti) -> float:
     """Seconds to read the ledger of ``ti`` and split ``frame`` by it, as a retry does."""
     from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
+    from airflow_provider_voxsms.sms.model import bulk_objects
     from airflow_provider_voxsms.sms.recipients import prepare_recipients
     from airflow_provider_voxsms.sms.resume import resume
 
     valid = prepare_recipients(frame, text=data.TEXT, default_region=data.REGION).valid
     key = TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
     start = time.perf_counter()
-    with SendLedger("voxsms_bench_ledger", key) as ledger:
+    with SendLedger("voxsms_bench_ledger", key) as ledger, bulk_objects():
         resume(valid, ledger.previous, settle_delay_s=0)
     return time.perf_counter() - start
 

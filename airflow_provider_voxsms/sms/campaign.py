@@ -28,6 +28,7 @@ from airflow_provider_voxsms.sms.model import (
     Batch,
     BatchOutcome,
     CampaignReport,
+    bulk_objects,
 )
 from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.resume import Resumed, resume
@@ -83,14 +84,15 @@ def run_campaign(
     :param previous: what the ledger knows of earlier tries (``SendLedger.previous``).
     """
     report = CampaignReport()
-    resumed = (
-        resume(valid, previous, settle_delay_s=settings.settle_delay_s)
-        if previous is not None
-        else Resumed(valid, None, [])
-    )
+    with bulk_objects():
+        resumed = (
+            resume(valid, previous, settle_delay_s=settings.settle_delay_s)
+            if previous is not None
+            else Resumed(valid, None, [])
+        )
     if resumed.settled is not None:
         report.outcomes.append(resumed.settled)
-        report.earlier = len(resumed.settled.batch.numbers)
+        report.earlier = len(resumed.settled.accepted) + len(resumed.settled.failed)
     plan = plan_batches(resumed.to_send, settings.batch_size)
     if previous is not None and not previous.empty:
         logger.info(

@@ -5,7 +5,10 @@ This module imports nothing else of the provider, so every other module can use 
 
 from __future__ import annotations
 
+import gc
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per request
@@ -93,3 +96,19 @@ class CampaignReport:
 def text_hash(text: str) -> str:
     """A short stable digest of a message text (the send ledger keys numbers by it)."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@contextmanager
+def bulk_objects() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of small containers are built.
+
+    They cannot form cycles, but each allocation burst makes the collector walk every live
+    object again: for a million numbers that was a third of a retry's resume time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -50,7 +50,7 @@ def resume(valid: pd.DataFrame, previous: pd.DataFrame, *, settle_delay_s: float
     status = rows["status"].to_numpy()
 
     accepted, failed = status == ACCEPTED, status == FAILED
-    settled = BatchOutcome(Batch(-1, "", tuple(numbers[accepted | failed])), owned=False)
+    settled = BatchOutcome(Batch(-1, "", ()), owned=False)  # many texts: no one batch
     settled.accepted = list(
         zip(
             numbers[accepted],
@@ -73,4 +73,6 @@ def resume(valid: pd.DataFrame, previous: pd.DataFrame, *, settle_delay_s: float
         OpenNumber(number, text, since, since + settle_delay_s, EARLIER_TRY)
         for number, text, since in zip(numbers[still_open], texts[still_open], claimed, strict=True)
     ]
-    return Resumed(valid[~seen], settled if settled.batch.numbers else None, open_numbers)
+    return Resumed(
+        valid[~seen], settled if settled.accepted or settled.failed else None, open_numbers
+    )
