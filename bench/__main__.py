@@ -23,6 +23,7 @@ SECTIONS = {
     "6": "logging failed numbers",
     "7": "send ledger overhead",
     "8": "retry of a large campaign",
+    "9": "delivery reports",
 }
 
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "6": lambda: scenarios.failed_numbers_logging(cfg),
             "7": lambda: scenarios.ledger_overhead(cfg, emu),
             "8": lambda: scenarios.retry_of_a_large_campaign(cfg, emu),
+            "9": lambda: scenarios.delivery_reports(cfg, emu),
         }
         for key, step in steps.items():
             if key in only:
@@ -121,6 +123,9 @@ How these were measured (details in bench/NOTES.md):
   within one run, then their median. One untimed warm-up precedes sections 1 and 2.
 - Sections 3 and 4 run in a fresh interpreter per measurement so peak RSS (ru_maxrss, and RSS
   sampled every 5 ms during the step) belongs to that step. Input for 3 and 4: {mix}.
+- Section 9 (`bench/delivery.py`) accepts {cfg.delivery_n:,} messages on the emulator, then runs
+  each delivery path (worker, trigger) in a fresh interpreter of its own: peak RSS is that
+  process's ru_maxrss; the rounds run back to back, without the operator's poll interval.
 """
 
 

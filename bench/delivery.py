@@ -1,16 +1,21 @@
 """Delivery-report benchmark: N accepted messages followed to their final status.
 
-``python -m bench.delivery [--messages 1000000]`` (not yet a section of ``python -m bench``).
-The emulator runs in its own process over HTTPS (``bench.emulator.EmulatorProcess``); the
-messages are accepted through the hook (100 per request, 16 threads), with outcomes drawn per
-message (5 % FAILED, 2 % EXPIRED, 1 % never final). Then, for both paths of the operator:
+``python -m bench.delivery [--messages 1000000]`` starts its own emulator; section 9 of
+``python -m bench`` calls :func:`measure` with the emulator it already runs. Either way the
+emulator runs in its own process over HTTPS (``bench.emulator.EmulatorProcess``); the messages
+are accepted through the hook (100 per request, 16 threads), with outcomes drawn per message
+(5 % FAILED, 2 % EXPIRED, 1 % never final). Then each path of the operator runs in a fresh
+interpreter of its own (``python -m bench.delivery --path worker|trigger``), so that its peak
+RSS is its own:
 
 - worker: ``DeliveryTracker`` rounds driven by the blocking hook, 4 calls in flight
-  (``run_round_concurrently``), rows kept;
-- trigger: the same rounds through ``AsyncHistoryClient`` (httpx, 4 in flight), counts only;
+  (``run_round_concurrently``), rows kept, from the list of ids (what the operator holds);
+- trigger: the same rounds through ``AsyncHistoryClient`` (httpx, 4 in flight), counts only,
+  from the trigger's serialised ``ids`` (``decode_ids``, as ``A2PSmsDeliveryTrigger.run`` does);
 
-it prints history calls and wall time per round, the size of the trigger's serialised state,
-and the peak RSS of this process (the client side; the emulator's is reported apart).
+it reports history calls and wall time per round, the size of the trigger's serialised state,
+and per path the peak RSS of its process (``ru_maxrss``) next to its RSS once imports are done
+(the emulator's RSS is reported apart).
 """
 
 from __future__ import annotations
@@ -20,15 +25,27 @@ import asyncio
 import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 CONCURRENCY = 4  # the operator's default max_concurrency
+FAULTS = {
+    "delivery_failed_rate": 0.05,
+    "delivery_expired_rate": 0.02,
+    "delivery_never_final_rate": 0.01,
+}
+_RESULT = "BENCH-DELIVERY "
+MiB = 2**20
 
 
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_now() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 def accept(n: int) -> list[int]:
@@ -43,12 +60,13 @@ def accept(n: int) -> list[int]:
         return [row["message_id"] for answer in answers for row in answer.result]
 
 
-def worker_rounds(ids: list[int], rounds: int) -> list[tuple[int, float, int]]:
+def worker_rounds(encoded: str, rounds: int) -> list[tuple[int, float, int]]:
     from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
     from airflow_provider_voxsms.sms import delivery
 
+    ids = delivery.decode_ids(encoded)  # the operator holds its messages as a list/frame
     hook = VoximplantHook(pool_size=CONCURRENCY)
-    tracker = delivery.DeliveryTracker(ids)
+    tracker = delivery.DeliveryTracker(ids, keep_rows=True)
     out = []
     for _ in range(rounds):
         calls, started = tracker.calls, time.perf_counter()
@@ -59,13 +77,13 @@ def worker_rounds(ids: list[int], rounds: int) -> list[tuple[int, float, int]]:
     return out
 
 
-def trigger_rounds(ids: list[int], rounds: int) -> list[tuple[int, float, int]]:
+def trigger_rounds(encoded: str, rounds: int) -> list[tuple[int, float, int]]:
     from airflow_provider_voxsms.sms import delivery
     from airflow_provider_voxsms.triggers.delivery import AsyncHistoryClient
 
     async def run():
         client = await AsyncHistoryClient.connect("voximplant_default")
-        tracker = delivery.DeliveryTracker(ids, keep_rows=False)
+        tracker = delivery.DeliveryTracker(delivery.decode_ids(encoded), keep_rows=False)
         out = []
         async with client:
             for _ in range(rounds):
@@ -81,41 +99,142 @@ def trigger_rounds(ids: list[int], rounds: int) -> list[tuple[int, float, int]]:
     return asyncio.run(run())
 
 
+def _path_main(path: str, ids_file: Path, rounds: int) -> dict:
+    """One path in this (fresh) interpreter: its rounds, and its memory."""
+    from bench.env import isolate_airflow, quiet_logs
+
+    isolate_airflow()
+    import airflow_provider_voxsms.hooks.voximplant
+    import airflow_provider_voxsms.triggers.delivery  # noqa: F401 - imports before the baseline
+
+    quiet_logs()
+    encoded = ids_file.read_text()
+    base = _rss_now()
+    run = {"worker": worker_rounds, "trigger": trigger_rounds}[path]
+    result = run(encoded, rounds)
+    return {
+        "rounds": result,
+        "rss_base": base,
+        "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def _run_path(path: str, ids_file: Path, rounds: int, env: dict, timeout_s: float) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.delivery", "--path", path, "--ids-file", str(ids_file)]
+        + ["--rounds", str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith(_RESULT):
+            return json.loads(line[len(_RESULT) :])
+    raise RuntimeError(
+        f"bench.delivery --path {path} failed ({done.returncode}):\n"
+        f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    )
+
+
+GAP = 10  # ids 1 to GAP apart: a campaign interleaved with the account's other traffic
+
+
+def _gapped_state_bytes(n: int) -> int:
+    """The trigger's serialised state for ``n`` ids spaced 1 to ``GAP`` apart (seeded)."""
+    import numpy as np
+
+    from airflow_provider_voxsms.sms import delivery
+    from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
+
+    gaps = np.random.default_rng(12).integers(1, GAP + 1, size=n)
+    encoded = delivery.encode_ids(np.cumsum(gaps) + 10_000_000)
+    _, kwargs = A2PSmsDeliveryTrigger(ids=encoded, deadline=time.time() + 3600).serialize()
+    return len(json.dumps(kwargs))
+
+
+def measure(emu, n: int, rounds: int = 2, timeout_s: float = 600, say=None) -> dict:
+    """Accept ``n`` messages on the running emulator ``emu``, then follow them to final status
+    through each path (a child process each). Leaves ``emu`` reset.
+
+    Returns ``accepted``, ``accept_s``, ``trigger_state_bytes`` (the JSON of the trigger's
+    serialised kwargs), ``emulator_rss_mib`` and, per path (``worker``, ``trigger``),
+    ``rounds`` as ``[calls, seconds, open after]`` and ``rss_base``/``max_rss`` in bytes.
+    """
+    from airflow_provider_voxsms.sms import delivery
+    from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
+
+    say = say or (lambda message: print(message, flush=True))
+    conn = json.loads(emu.connection_json())
+    conn["extra"] = {"ca_bundle": str(emu.ca_path)}  # the trigger's httpx client trusts this CA
+    env = {
+        **os.environ,
+        **emu.client_env(),
+        "AIRFLOW_CONN_VOXIMPLANT_DEFAULT": json.dumps(conn),
+    }
+    saved = os.environ.get("AIRFLOW_CONN_VOXIMPLANT_DEFAULT")
+    os.environ["AIRFLOW_CONN_VOXIMPLANT_DEFAULT"] = env["AIRFLOW_CONN_VOXIMPLANT_DEFAULT"]
+    emu.reset()
+    emu.set_faults(**FAULTS)
+    try:
+        started = time.perf_counter()
+        ids = accept(n)
+        result: dict = {"accepted": len(ids), "accept_s": time.perf_counter() - started}
+        say(f"accepted {len(ids):,} messages in {result['accept_s']:.1f} s")
+        encoded = delivery.encode_ids(ids)
+        del ids
+        _, kwargs = A2PSmsDeliveryTrigger(ids=encoded, deadline=time.time() + 3600).serialize()
+        result["trigger_state_bytes"] = len(json.dumps(kwargs))
+        say(f"trigger serialised state: {result['trigger_state_bytes']:,} bytes")
+        result["trigger_state_bytes_gapped"] = _gapped_state_bytes(n)
+        say(f"the same with ids 1-{GAP} apart: {result['trigger_state_bytes_gapped']:,} bytes")
+        with tempfile.TemporaryDirectory(prefix="voxsms-bench-delivery-") as tmp:
+            ids_file = Path(tmp) / "ids.txt"
+            ids_file.write_text(encoded)
+            for path in ("worker", "trigger"):
+                result[path] = _run_path(path, ids_file, rounds, env, timeout_s)
+                for i, (calls, seconds, still_open) in enumerate(result[path]["rounds"], 1):
+                    say(
+                        f"{path} round {i}: {calls:,} history calls, {seconds:.2f} s, "
+                        f"{still_open:,} open after it"
+                    )
+                say(
+                    f"{path} process: peak RSS {result[path]['max_rss'] / MiB:.0f} MiB "
+                    f"({result[path]['rss_base'] / MiB:.0f} MiB after imports)"
+                )
+        result["emulator_rss_mib"] = emu.rss_mib()
+        say(f"emulator RSS {result['emulator_rss_mib']:.0f} MiB")
+    finally:
+        emu.reset()
+        if saved is None:
+            os.environ.pop("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", None)
+        else:
+            os.environ["AIRFLOW_CONN_VOXIMPLANT_DEFAULT"] = saved
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery", description=__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2, help="rounds per path at most")
+    parser.add_argument("--path", choices=["worker", "trigger"], help=argparse.SUPPRESS)
+    parser.add_argument("--ids-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.path:  # a child of measure()
+        result = _path_main(args.path, args.ids_file, args.rounds)
+        print(_RESULT + json.dumps(result), flush=True)
+        return 0
 
     from bench.env import isolate_airflow, quiet_logs
 
     isolate_airflow()
     quiet_logs()
-    from airflow_provider_voxsms.sms import delivery
-    from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
     from bench.emulator import EmulatorProcess
 
     with EmulatorProcess() as emu:
-        conn = json.loads(emu.connection_json())
-        conn["extra"] = {"ca_bundle": str(emu.ca_path)}
-        os.environ["AIRFLOW_CONN_VOXIMPLANT_DEFAULT"] = json.dumps(conn)
-        emu.set_faults(
-            delivery_failed_rate=0.05, delivery_expired_rate=0.02, delivery_never_final_rate=0.01
-        )
-        started = time.perf_counter()
-        ids = accept(args.messages)
-        print(f"accepted {len(ids):,} messages in {time.perf_counter() - started:.1f} s")
-        _, kwargs = A2PSmsDeliveryTrigger(
-            ids=delivery.encode_ids(ids), deadline=time.time() + 3600
-        ).serialize()
-        print(f"trigger serialised state: {len(json.dumps(kwargs)):,} bytes")
-        for name, rounds in (("worker", worker_rounds), ("trigger", trigger_rounds)):
-            for i, (calls, seconds, still_open) in enumerate(rounds(ids, args.rounds), 1):
-                print(
-                    f"{name} round {i}: {calls:,} history calls, {seconds:.2f} s, "
-                    f"{still_open:,} open after it"
-                )
-        print(f"peak RSS of this process: {_rss_mib():.0f} MiB; emulator {emu.rss_mib():.0f} MiB")
+        measure(emu, args.messages, args.rounds)
     return 0
 
 
