@@ -64,6 +64,7 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
         monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", request.getfixturevalue("postgres_uri"))
         for table in (
             "sms_failed_numbers",
+            "sms_delivery_status",
             *(f"voxsms_send_ledger{s}" for s in ("_leases", "_claims", "_outcomes")),
         ):
             db_api_hook("voxsms_db").run(f"DROP TABLE IF EXISTS {table}")

@@ -1,5 +1,6 @@
-"""The example DAGs in dags/: they parse, each runs green end to end against the emulator, and a
-run whose send (or logging) fails ends failed, with its failed numbers still logged."""
+"""The example DAGs in dags/: they parse, each runs green end to end against the emulator and
+follows the accepted messages to their delivery status, and a run whose send (or delivery report,
+or logging) fails ends failed, with its failed numbers still logged."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from conftest import REPO
 from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
+from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
 from airflow_provider_voxsms.sql import db_api_hook
 
 DAGS = REPO / "dags"
@@ -20,6 +22,14 @@ EXAMPLES = {"voxsms_campaign", "voxsms_sharded_campaign", "voxsms_alert"}
 BLOCKED = {"447443332299", "447443332298"}
 #: A SenderID the emulator's account does not have: every request gets error 507.
 UNKNOWN_SENDER = "NotOurSender"
+#: The emulator's delivery outcomes by last digit; the sample's accepted numbers ending in 7 or 8.
+DELIVERY_BY_DIGIT = "7=FAILED,8=EXPIRED"
+FAILED_ON_DELIVERY = {
+    "447443332217": "FAILED",
+    "447443332218": "EXPIRED",
+    "33612345678": "EXPIRED",
+    "819012345678": "EXPIRED",
+}
 
 
 @pytest.fixture
@@ -56,6 +66,15 @@ def logged_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
     columns = ["task_id", "map_index", "destination_number", "input_number", "error_code", "stage"]
     rows = db.get_records(
         f"SELECT {', '.join(columns)} FROM sms_failed_numbers WHERE run_id = {db.placeholder}",
+        parameters=(run_id,),
+    )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def delivery_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
+    columns = ["task_id", "map_index", "destination_number", "delivery_status"]
+    rows = db.get_records(
+        f"SELECT {', '.join(columns)} FROM sms_delivery_status WHERE run_id = {db.placeholder}",
         parameters=(run_id,),
     )
     return pd.DataFrame(rows, columns=columns)
@@ -102,6 +121,7 @@ def test_campaign_run_fails_when_the_send_fails_and_logs_its_failed_numbers(
     assert tis["log_failed"].state == "success"
     assert run_state(tis["send"]) == "failed", "a logged failure must not turn the run green"
     assert tis["report"].state == "upstream_failed"
+    assert tis["delivery"].state == "upstream_failed"
     assert voximplant_conn.state.messages_snapshot() == []
     assert voximplant_conn.state.stats.api_errors[error] > 0
 
@@ -123,6 +143,76 @@ def test_campaign_run_fails_when_logging_the_failed_numbers_fails(
     assert tis["report"].state == "success"
 
 
+def test_campaign_follows_delivery_and_logs_delivery_failures(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db
+):
+    """Statuses of every accepted message in sms_delivery_status; the ones that failed on
+    delivery in sms_failed_numbers (stage delivery, task delivery) next to the send's."""
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    voximplant_delivery(by_last_digit=DELIVERY_BY_DIGIT)
+    tis = run_dag(dagbag.get_dag("voxsms_campaign"))
+    assert {ti.state for ti in tis.values()} == {"success"}
+    assert run_state(tis["send"]) == "success"
+    run_id = tis["send"].run_id
+
+    statuses = delivery_rows(db, run_id)
+    accepted = {m["destination_number"] for m in voximplant_conn.state.messages_snapshot()}
+    assert len(statuses) == len(accepted) == 14
+    assert set(statuses["task_id"]) == {"delivery"} and set(statuses["map_index"]) == {-1}
+    truth = {n: FAILED_ON_DELIVERY.get(n, "DELIVERED") for n in accepted}
+    assert (
+        dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True)) == truth
+    )
+
+    rows = logged_rows(db, run_id)
+    by_stage = rows.groupby("stage")["task_id"].agg(set).to_dict()
+    assert by_stage == {
+        "validation": {"send"},
+        "api": {"send"},
+        "delivery": {"delivery"},
+    }
+    on_delivery = rows[rows.stage == "delivery"]
+    assert sorted(on_delivery["destination_number"]) == sorted(FAILED_ON_DELIVERY)
+    assert len(rows) == 5 + len(FAILED_ON_DELIVERY), "the send's 5 rows are still there"
+
+    report = xcom(tis["report"])
+    assert report["accepted"] == 14
+    assert (report["delivered"], report["failed_on_delivery"], report["pending"]) == (10, 4, 0)
+
+    # Re-running the same DAG run replaces both tasks' rows instead of adding to them.
+    tis = run_dag(dagbag.get_dag("voxsms_campaign"))
+    assert len(logged_rows(db, run_id)) == 5 + len(FAILED_ON_DELIVERY)
+    assert len(delivery_rows(db, run_id)) == 14
+
+
+def test_campaign_run_fails_when_the_delivery_report_fails_and_logs_every_failed_number(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, monkeypatch
+):
+    """The report fails after pushing its outputs (fail_on_undelivered_ratio=0 here): the run
+    fails, and the send's and the report's failed numbers are logged all the same."""
+    execute = A2PSmsDeliveryReportOperator.execute
+
+    def strict(self, context):
+        self.fail_on_undelivered_ratio = 0.0
+        return execute(self, context)
+
+    monkeypatch.setattr(A2PSmsDeliveryReportOperator, "execute", strict)  # tasks run in-process
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    voximplant_delivery(by_last_digit=DELIVERY_BY_DIGIT)
+    dag = dagbag.get_dag("voxsms_campaign")
+    assert dag.get_task("delivery").retries == 0, "a retry would change the final states"
+    tis = run_dag(dag)
+    assert tis["send"].state == "success"
+    assert tis["delivery"].state == "failed"
+    assert tis["log_failed"].state == "success"
+    assert tis["report"].state == "upstream_failed"
+    assert run_state(tis["send"]) == "failed", "a failed delivery report must fail the run"
+
+    rows = logged_rows(db, tis["send"].run_id)
+    assert rows["stage"].value_counts().to_dict() == {"validation": 3, "api": 2, "delivery": 4}
+    assert len(delivery_rows(db, tis["send"].run_id)) == 14
+
+
 def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, db, tmp_path):
     csv = tmp_path / "list.csv"
     csv.write_text("phone,text\n+447443330001,\n+447443330002,Personal text\n")
@@ -137,9 +227,9 @@ def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, db, t
     assert {m["source_number"] for m in messages} == {"447443332211"}
 
 
-def mapped_sends(tis: dict) -> dict:
-    """{map_index: TaskInstance} of the mapped ``send`` task."""
-    return {key[1]: ti for key, ti in tis.items() if isinstance(key, tuple) and key[0] == "send"}
+def mapped_sends(tis: dict, task_id: str = "send") -> dict:
+    """{map_index: TaskInstance} of the mapped ``send`` task (or another mapped task)."""
+    return {key[1]: ti for key, ti in tis.items() if isinstance(key, tuple) and key[0] == task_id}
 
 
 def check_failures_logged_by_shard(sends: dict, rows: pd.DataFrame) -> dict:
@@ -179,6 +269,46 @@ def test_sharded_campaign_sends_each_number_once_and_gathers_failures(
         )
 
 
+@pytest.mark.parametrize("shards", [4, 1])
+def test_sharded_campaign_follows_each_shards_messages_and_logs_delivery_failures(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, shards
+):
+    """delivery's map index i follows send's map index i; its statuses and its delivery
+    failures are in the tables under that map index."""
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    voximplant_delivery(by_last_digit=DELIVERY_BY_DIGIT)
+    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"), run_conf={"shards": shards})
+    assert {ti.state for ti in tis.values()} == {"success"}
+    sends, deliveries = mapped_sends(tis), mapped_sends(tis, "delivery")
+    assert sorted(deliveries) == sorted(sends) == list(range(shards))
+    run_id = sends[0].run_id
+
+    statuses = delivery_rows(db, run_id)
+    assert set(statuses["task_id"]) == {"delivery"}
+    for map_index, send in sends.items():
+        accepted = xcom(send, "accepted_numbers")
+        shard = statuses[statuses.map_index == map_index]
+        assert sorted(shard["destination_number"]) == sorted(accepted["destination_number"])
+    truth = {n: FAILED_ON_DELIVERY.get(n, "DELIVERED") for n in statuses["destination_number"]}
+    assert len(truth) == len(statuses) == 14
+    assert dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True)) == (
+        truth
+    )
+
+    rows = logged_rows(db, run_id)
+    on_delivery = rows[rows.stage == "delivery"]
+    assert set(on_delivery["task_id"]) == {"delivery"}
+    assert sorted(on_delivery["destination_number"]) == sorted(FAILED_ON_DELIVERY)
+    for map_index, ti in deliveries.items():
+        logged = on_delivery.loc[on_delivery.map_index == map_index, "destination_number"]
+        assert sorted(logged) == sorted(xcom(ti, "failed_numbers")["destination_number"])
+    if shards > 1:
+        assert on_delivery["map_index"].nunique() > 1, "delivery failures in several shards"
+    check_failures_logged_by_shard(sends, rows[rows.task_id == "send"])
+    report = xcom(tis["report"])
+    assert (report["delivered"], report["failed_on_delivery"], report["pending"]) == (10, 4, 0)
+
+
 def test_sharded_campaign_logs_failures_under_their_map_index_when_a_shard_dies(
     dagbag, run_dag, voximplant_conn, db, monkeypatch
 ):
@@ -199,6 +329,7 @@ def test_sharded_campaign_logs_failures_under_their_map_index_when_a_shard_dies(
     assert tis["gather_failed"].state == "success"
     assert run_state(sends[0]) == "failed", "one failed shard fails the run"
     assert tis["report"].state == "upstream_failed"
+    assert tis["delivery"].state == "upstream_failed"
 
     rows = logged_rows(db, sends[0].run_id)
     failed_by_shard = check_failures_logged_by_shard(sends, rows)
@@ -232,6 +363,7 @@ def test_sharded_campaign_run_fails_when_a_shard_fails_and_gathers_its_failed_nu
     assert tis["gather_failed"].state == "success"
     assert run_state(sends[0]) == "failed", "one failed shard fails the run"
     assert tis["report"].state == "upstream_failed"
+    assert tis["delivery"].state == "upstream_failed"
     assert voximplant_conn.state.stats.api_errors[507] > 0
 
     rows = logged_rows(db, sends[0].run_id)
