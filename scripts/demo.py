@@ -3,8 +3,8 @@
 An isolated AIRFLOW_HOME (SQLite) under .demo/ (or $VOXSMS_DEMO_DIR), the Voximplant emulator in
 the background, the two connections as environment variables, one `airflow dags test` run, then
 a report in plain words: what the send task did (its return value, read from Airflow's
-database), the numbers it could not send and why (the sms_failed_numbers table), the send
-ledger in use, and where to look next.
+database), what the delivery report found (likewise), the numbers that failed and why (the
+sms_failed_numbers table), the send ledger in use, and where to look next.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ AIRFLOW_HOME = DEMO / "airflow"
 EMULATOR_STATE = DEMO / "emulator"
 FAILED_DB = AIRFLOW_HOME / "voxsms.db"
 BLOCKED = "447443332299,447443332298"  # the emulator refuses these (code 509), to show failures
+# Accepted numbers ending in 7 (the sample's 447443332217) end FAILED, to show a delivery failure.
+DELIVERY_BY_LAST_DIGIT = "7=FAILED"
 BIN = Path(sys.executable).parent
 DAG_ID = "voxsms_campaign"
 RECIPIENTS = REPO / "dags" / "data" / "recipients.csv"  # the DAG's default recipients_path
@@ -76,11 +78,15 @@ def main() -> None:
     print(f"[demo] AIRFLOW_HOME={AIRFLOW_HOME}")
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
 
-    print(f"[demo] starting the Voximplant emulator at {origin} (blocked numbers: {BLOCKED})")
+    print(
+        f"[demo] starting the Voximplant emulator at {origin} (blocked numbers: {BLOCKED}; "
+        f"delivery by last digit: {DELIVERY_BY_LAST_DIGIT})"
+    )
     with open(DEMO / "emulator.log", "w") as log:
         emulator = subprocess.Popen(
             [BIN / "voxsms-emulator", "--port", str(port), "--state-dir", EMULATOR_STATE]
-            + ["--blocked-numbers", BLOCKED],
+            + ["--blocked-numbers", BLOCKED]
+            + ["--delivery-by-last-digit", DELIVERY_BY_LAST_DIGIT],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -114,7 +120,8 @@ def main() -> None:
     print(
         f"\nWhere to look next:\n"
         f"  the run log:         {show(DEMO / 'dags-test.log')}\n"
-        f"  numbers not sent:    sqlite3 {show(FAILED_DB)} 'select * from sms_failed_numbers'\n"
+        f"  failed numbers:      sqlite3 {show(FAILED_DB)} 'select * from sms_failed_numbers'\n"
+        f"  delivery statuses:   sqlite3 {show(FAILED_DB)} 'select * from sms_delivery_status'\n"
         f"  the emulator's messages (it was stopped; they are kept in its state dir):\n"
         f"                       {show(EMULATOR_STATE / 'messages.jsonl')} (one line per request)\n"
         f"                       or start it again: {show(BIN / 'voxsms-emulator')} --state-dir "
@@ -148,7 +155,7 @@ def report(messages: list[dict]) -> bool:
     if found is None:
         print(f"\nNo run of {DAG_ID} was recorded: Airflow failed before it ran; see the run log")
         return False
-    run_id, states, summary = found
+    run_id, states, summary, delivered = found
     failed = failed_numbers(run_id)
     print(f"\nWhat happened (DAG {DAG_ID}, run {run_id}):")
     print("  tasks: " + ", ".join(f"{task} {state}" for task, state in states.items()))
@@ -185,21 +192,37 @@ def report(messages: list[dict]) -> bool:
                 f"  retries:       {summary['earlier']} settled by an earlier try, "
                 f"{summary['reconciled']} found in the history, {summary['resent']} sent again"
             )
+    if delivered is None:
+        print("  the delivery report returned no result: it did not finish; see the run log")
+    else:
+        undelivered = delivered["messages"] - delivered["delivered"] - delivered["pending"]
+        pending = f", still pending: {delivered['pending']}" if delivered["pending"] else ""
+        print(
+            f"  delivered:     {delivered['delivered']}, failed on delivery: {undelivered}"
+            f"{pending} (of {delivered['messages']} followed)" + colon(undelivered)
+        )
+        examples(failed, "delivery")
     print(
         f"  logged:        {len(failed)} row(s) in table sms_failed_numbers (connection voxsms_db)"
     )
+    print(f"                 {delivery_statuses(run_id)} row(s) in table sms_delivery_status")
     print(f"  the ledger:    connection voxsms_db (SQLite file {show(FAILED_DB)}),")
     print(f"                 {ledger_tables()}")
     print("                 a retry or a cleared send task of this run sends nothing twice")
-    return summary is not None and states.get("send") == "success"
+    return (
+        summary is not None
+        and states.get("send") == "success"
+        and states.get("delivery") == "success"
+    )
 
 
 def colon(count: int) -> str:
     return ", e.g.:" if count else ""
 
 
-def latest_run() -> tuple[str, dict[str, str], dict | None] | None:
-    """The newest run of the DAG: its id, its task states and the send task's return value."""
+def latest_run() -> tuple[str, dict[str, str], dict | None, dict | None] | None:
+    """The newest run of the DAG: its id, its task states and the return values of the send
+    and delivery tasks."""
     with sqlite3.connect(AIRFLOW_HOME / "airflow.db") as db:
         row = db.execute(
             "select id, run_id from dag_run where dag_id = ? order by id desc limit 1", (DAG_ID,)
@@ -214,12 +237,27 @@ def latest_run() -> tuple[str, dict[str, str], dict | None] | None:
                 (DAG_ID, run_id),
             ).fetchall()
         )
-        value = db.execute(
-            "select value from xcom where dag_run_id = ? and task_id = 'send' "
-            "and key = 'return_value'",
-            (dag_run_id,),
-        ).fetchone()
-    return run_id, states, json.loads(value[0]) if value else None
+        values = {}
+        for task_id in ("send", "delivery"):
+            value = db.execute(
+                "select value from xcom where dag_run_id = ? and task_id = ? "
+                "and key = 'return_value'",
+                (dag_run_id, task_id),
+            ).fetchone()
+            values[task_id] = json.loads(value[0]) if value else None
+    return run_id, states, values["send"], values["delivery"]
+
+
+def delivery_statuses(run_id: str) -> int:
+    """The run's rows in sms_delivery_status (0 when the table does not exist yet)."""
+    with sqlite3.connect(FAILED_DB) as db:
+        try:
+            (count,) = db.execute(
+                "select count(*) from sms_delivery_status where run_id = ?", (run_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return count
 
 
 def failed_numbers(run_id: str) -> list[dict]:

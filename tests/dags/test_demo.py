@@ -28,7 +28,7 @@ def test_demo_says_what_happened_and_where_to_look(tmp_path):
     out = run.stdout
     assert run.returncode == 0, out + run.stderr
     for line in [
-        "tasks: extract success, send success",
+        "tasks: extract success, send success, delivery success",
         "rows read:     20 (from dags/data/recipients.csv)",
         "invalid:       3, never sent, e.g.:",
         "'not-a-number' - contains letters",
@@ -38,11 +38,15 @@ def test_demo_says_what_happened_and_where_to_look(tmp_path):
         "accepted:      14 (14 SMS fragments); the emulator holds 14 message(s)",
         "failed:        2, refused by the API, e.g.:",
         "'447443332298', '447443332299' - 509 A2P SMS disabled",
-        "logged:        5 row(s) in table sms_failed_numbers (connection voxsms_db)",
+        "delivered:     13, failed on delivery: 1 (of 14 followed), e.g.:",
+        "'447443332217' - FAILED: Absent subscriber",
+        "logged:        6 row(s) in table sms_failed_numbers (connection voxsms_db)",
+        "14 row(s) in table sms_delivery_status",
         f"the ledger:    connection voxsms_db (SQLite file {tmp_path / 'airflow' / 'voxsms.db'})",
         "tables voxsms_send_ledger_claims, voxsms_send_ledger_leases, voxsms_send_ledger_outcomes",
         f"the run log:         {tmp_path / 'dags-test.log'}",
         f"sqlite3 {tmp_path / 'airflow' / 'voxsms.db'} 'select * from sms_failed_numbers'",
+        f"sqlite3 {tmp_path / 'airflow' / 'voxsms.db'} 'select * from sms_delivery_status'",
         f"{tmp_path / 'emulator' / 'messages.jsonl'} (one line per request)",
         f"voxsms-emulator --state-dir {tmp_path / 'emulator'}",
         "and open http://127.0.0.1:8025/_emulator/messages",
