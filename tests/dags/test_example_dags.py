@@ -372,6 +372,46 @@ def test_sharded_campaign_run_fails_when_a_shard_fails_and_gathers_its_failed_nu
     assert any(failed_by_shard[i] for i in (1, 2, 3))
 
 
+def test_sharded_campaign_run_fails_when_a_shards_delivery_report_fails_and_logs_it(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, monkeypatch
+):
+    """Shard 0's delivery report fails after pushing its outputs; the other shards' succeed."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    execute = A2PSmsDeliveryReportOperator.execute
+
+    def fails_in_shard_0(self, context):
+        result = execute(self, context)
+        if context["ti"].map_index == 0:
+            raise AirflowFailException("shard 0's delivery report fails after its outputs")
+        return result
+
+    monkeypatch.setattr(A2PSmsDeliveryReportOperator, "execute", fails_in_shard_0)
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    voximplant_delivery(by_last_digit=DELIVERY_BY_DIGIT)
+    dag = dagbag.get_dag("voxsms_sharded_campaign")
+    assert dag.get_task("delivery").retries == 0, "a retry would change the final states"
+    tis = run_dag(dag, run_conf={"shards": 4})
+    deliveries = mapped_sends(tis, "delivery")
+    assert {i: ti.state for i, ti in deliveries.items()} == {
+        0: "failed",
+        1: "success",
+        2: "success",
+        3: "success",
+    }
+    assert tis["gather_failed"].state == "success"
+    assert tis["report"].state == "upstream_failed"
+    assert run_state(deliveries[0]) == "failed", "a failed delivery report fails the run"
+
+    rows = logged_rows(db, deliveries[0].run_id)
+    on_delivery = rows[rows.stage == "delivery"]
+    for map_index, ti in deliveries.items():
+        logged = on_delivery.loc[on_delivery.map_index == map_index, "destination_number"]
+        assert sorted(logged) == sorted(xcom(ti, "failed_numbers")["destination_number"])
+    assert sorted(on_delivery["destination_number"]) == sorted(FAILED_ON_DELIVERY)
+    assert len(delivery_rows(db, deliveries[0].run_id)) == 14
+
+
 def test_alert_dag_sends_the_on_call_sms(dagbag, run_dag, voximplant_conn):
     tis = run_dag(dagbag.get_dag("voxsms_alert"))
     assert tis["flaky"].state == "failed"
