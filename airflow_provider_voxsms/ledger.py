@@ -423,7 +423,8 @@ def _previous(claims: list, outcomes: list) -> pd.DataFrame:
         numbers += batch
         hashes += [tx] * len(batch)
         claimed_at += [at] * len(batch)
-    keys = row_keys(numbers, hashes)
+    one_text = len({tx for tx, _, _ in claims}) <= 1
+    keys = row_keys(numbers, None if one_text else hashes)
     found = pd.DataFrame(
         {
             "destination_number": pd.Series(numbers, dtype=object),
@@ -449,7 +450,7 @@ def _previous(claims: list, outcomes: list) -> pd.DataFrame:
                 hashes += [tx] * len(columns[0])
         if not hashes:
             continue
-        where = found.index.get_indexer(row_keys(fields[0], hashes))
+        where = found.index.get_indexer(row_keys(fields[0], None if one_text else hashes))
         mine = where >= 0  # an outcome without a claim (none should exist) is ignored
         rows = where[mine]
         found.iloc[rows, found.columns.get_loc("status")] = status
@@ -474,10 +475,14 @@ def _ints(values: list) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(array, np.zeros(len(array), bool))
 
 
-def row_keys(numbers: list, hashes: list) -> pd.Index:
-    """One string per (number, text hash), the index of ``previous``; the hash has a fixed
-    length, so no separator is needed."""
-    return pd.Index([n + tx for n, tx in zip(numbers, hashes, strict=True)], dtype=object)
+def row_keys(numbers: list, hashes: list | None) -> pd.Index:
+    """The index of ``previous``: one string per (number, text hash), the hash appended (it
+    has a fixed length, so no separator is needed), or, when every claim has the same text
+    (``hashes`` None), the number alone, which saves building a million keys."""
+    if hashes is None:
+        return pd.Index(numbers, dtype=object, name="destination_number")
+    keys = [n + tx for n, tx in zip(numbers, hashes, strict=True)]
+    return pd.Index(keys, dtype=object, name="key")
 
 
 def _columns(payload: dict) -> dict[str, list]:

@@ -125,7 +125,7 @@ How these were measured (details in bench/NOTES.md):
   sampled every 5 ms during the step) belongs to that step. Input for 3 and 4: {mix}.
 - Section 9 (`bench/delivery.py`) accepts {cfg.delivery_n:,} messages on the emulator, then runs
   each delivery path (worker, trigger) in a fresh interpreter of its own: peak RSS is that
-  process's ru_maxrss; the rounds run back to back, without the operator's poll interval.
+  process's VmHWM (ru_maxrss survives exec on Linux); the rounds run back to back, without the operator's poll interval.
 """
 
 

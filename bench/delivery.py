@@ -14,7 +14,7 @@ RSS is its own:
   from the trigger's serialised ``ids`` (``decode_ids``, as ``A2PSmsDeliveryTrigger.run`` does);
 
 it reports history calls and wall time per round, the size of the trigger's serialised state,
-and per path the peak RSS of its process (``ru_maxrss``) next to its RSS once imports are done
+and per path the peak RSS of its process (``VmHWM``) next to its RSS once imports are done
 (the emulator's RSS is reported apart).
 """
 
@@ -115,8 +115,18 @@ def _path_main(path: str, ids_file: Path, rounds: int) -> dict:
     return {
         "rounds": result,
         "rss_base": base,
-        "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "max_rss": _peak_rss(),
     }
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes. Linux keeps ``ru_maxrss`` across exec, so a child of
+    a large parent would report the parent's peak; ``VmHWM`` belongs to this image alone."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _run_path(path: str, ids_file: Path, rounds: int, env: dict, timeout_s: float) -> dict:

@@ -609,7 +609,7 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
                 "9",
                 f"peak RSS of the {path} path's process, {n:,} messages",
                 Sample(values=[peak], unit="MiB"),
-                note=f"ru_maxrss of a fresh interpreter; {base:,.0f} MiB after imports "
+                note=f"VmHWM of a fresh interpreter; {base:,.0f} MiB after imports "
                 f"(+{peak - base:,.0f} MiB for the rounds)",
             )
         )

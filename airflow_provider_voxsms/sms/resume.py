@@ -32,16 +32,25 @@ class Resumed:
 def resume(valid: pd.DataFrame, previous: pd.DataFrame, *, settle_delay_s: float) -> Resumed:
     """Split ``valid`` (``phone``, ``text``) by the ledger's ``previous`` rows.
 
-    ``previous`` has one row per (``destination_number``, ``text_hash``), indexed by the two
-    joined (``number + text_hash``), with ``status``, ``message_id``, ``error_code``,
-    ``error_description`` and ``claimed_at`` (epoch seconds).
+    ``previous`` has one row per (``destination_number``, ``text_hash``) with ``status``,
+    ``message_id``, ``error_code``, ``error_description`` and ``claimed_at`` (epoch seconds),
+    indexed by ``number + text_hash``, or by the number alone (index name
+    ``destination_number``) when every claim had the same text.
     An open number becomes ready for the history ``settle_delay_s`` after its claim.
     """
     if previous.empty or valid.empty:
         return Resumed(valid, None, [])
     hashes = {text: text_hash(text) for text in pd.unique(valid["text"])}
     numbers, texts = valid["phone"].tolist(), valid["text"].tolist()
-    keys = [number + hashes[text] for number, text in zip(numbers, texts, strict=True)]
+    if previous.index.name == "destination_number":  # the ledger's claims share one text
+        (claimed_hash,) = set(previous["text_hash"].iloc[:1])
+        if len(hashes) == 1 and claimed_hash in hashes.values():
+            keys = numbers
+        else:  # this try's texts differ from the claims': compare number and text
+            previous = previous.set_index(previous["destination_number"] + previous["text_hash"])
+            keys = [number + hashes[text] for number, text in zip(numbers, texts, strict=True)]
+    else:
+        keys = [number + hashes[text] for number, text in zip(numbers, texts, strict=True)]
     where = previous.index.get_indexer(pd.Index(keys, dtype=object))
     seen = where >= 0
     rows = previous.iloc[where[seen]]

@@ -214,3 +214,16 @@ def test_no_connection_in_a_later_round_is_sent_again_not_a_wrong_host():
     )
     assert report.stopped_by is None and report.total("accepted") == len(NUMBERS)
     assert set(api.sent().values()) == {1}
+
+
+def test_resume_tells_texts_apart_when_the_ledger_keyed_one_text_by_number():
+    """The ledger indexes a one-text campaign by number; a retry whose rows now carry other
+    texts must still compare number and text."""
+    earlier = previous([(NUMBERS[0], ACCEPTED, 55, None, None)])  # claimed with text "hi"
+    earlier = earlier.set_index(pd.Index(earlier["destination_number"], name="destination_number"))
+    both = pd.DataFrame({"phone": [NUMBERS[0], NUMBERS[0]], "text": ["hi", "bye"]})
+    resumed = resume(both, earlier, settle_delay_s=0)
+    assert resumed.settled.accepted == [(NUMBERS[0], 55)]
+    assert resumed.to_send["text"].tolist() == ["bye"], "the other text is still to send"
+    only_other = resume(frame([NUMBERS[0]], text="bye"), earlier, settle_delay_s=0)
+    assert only_other.settled is None and len(only_other.to_send) == 1
