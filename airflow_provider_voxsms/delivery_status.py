@@ -8,20 +8,13 @@ them in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import closing
-from datetime import UTC, datetime
-from itertools import islice, repeat
-
 import pandas as pd
 
 from airflow_provider_voxsms.sms.delivery import DELIVERY_COLUMNS
-from airflow_provider_voxsms.sql import check_table_name, db_api_hook, ensure_schema, transactional
+from airflow_provider_voxsms.sql import check_table_name, replace_task_rows, sql_texts
 
 __all__ = ["log_delivery_status"]
 
-_TABLE_COLUMNS = ("dag_id", "run_id", "task_id", "map_index", *DELIVERY_COLUMNS, "checked_at")
-_BATCH_ROWS = 10_000
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     dag_id VARCHAR(250) NOT NULL,
@@ -63,50 +56,25 @@ def log_delivery_status(
     missing = [c for c in DELIVERY_COLUMNS if c not in statuses.columns]
     if missing:
         raise ValueError(f"delivery status frame is missing columns: {', '.join(missing)}")
-    hook = db_api_hook(conn_id)
-    key = (dag_id, run_id, task_id, int(map_index))
-    checked_at = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    n_rows = len(statuses)
     columns = [
         statuses["message_id"].astype("int64").to_numpy(dtype=object),
-        _texts(statuses["destination_number"]),
-        _texts(statuses["delivery_status"]),
-        _texts(statuses["error_message"]),
+        sql_texts(statuses["destination_number"]),
+        sql_texts(statuses["delivery_status"]),
+        sql_texts(statuses["error_message"]),
         statuses["fragments"].astype("Int64").to_numpy(dtype=object, na_value=None),
         statuses["cost"].astype("Float64").to_numpy(dtype=object, na_value=None),
-        _texts(statuses["processing_date"]),
+        sql_texts(statuses["processing_date"]),
     ]
-    rows = zip(
-        *(repeat(value, n_rows) for value in key),
-        *columns,
-        repeat(checked_at, n_rows),
-        strict=True,
+    return replace_task_rows(
+        conn_id,
+        table,
+        (dag_id, run_id, task_id, int(map_index)),
+        (*DELIVERY_COLUMNS, "checked_at"),
+        columns,
+        schema=[
+            (
+                [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
+                f"SELECT dag_id FROM {table} WHERE 1 = 0",
+            )
+        ],
     )
-    ph = hook.placeholder
-    delete_sql = (
-        f"DELETE FROM {table} WHERE dag_id = {ph} AND run_id = {ph} "
-        f"AND task_id = {ph} AND map_index = {ph}"
-    )
-    insert_sql = hook.dialect.generate_insert_sql(table, _TABLE_COLUMNS, list(_TABLE_COLUMNS))
-    with transactional(hook) as conn:
-        ensure_schema(
-            conn,
-            [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
-            probe=f"SELECT dag_id FROM {table} WHERE 1 = 0",
-        )
-        with closing(conn.cursor()) as cur:
-            cur.execute(delete_sql, key)
-            for batch in _batches(rows, _BATCH_ROWS):
-                cur.executemany(insert_sql, batch)
-        conn.commit()
-    hook.log.info("Logged %d delivery statuses to %s for %s", n_rows, table, key)
-    return n_rows
-
-
-def _texts(column: pd.Series):
-    return column.astype("string").to_numpy(dtype=object, na_value=None)
-
-
-def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
-    while batch := list(islice(rows, size)):
-        yield batch

@@ -8,16 +8,13 @@ SQL dialect is chosen here. One task instance owns its rows: writing again for t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import closing
-from datetime import UTC, datetime
-from itertools import islice, repeat
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, FAILED_STAGES
-from airflow_provider_voxsms.sql import check_table_name, db_api_hook, ensure_schema, transactional
+from airflow_provider_voxsms.sql import check_table_name, replace_task_rows, sql_texts
 
 __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 
@@ -25,11 +22,8 @@ __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 #: stored when present.
 FAILED_NUMBER_COLUMNS = tuple(c for c in FAILED_COLUMNS if c != "input_number")
 
-_TABLE_COLUMNS = (
-    "dag_id",
-    "run_id",
-    "task_id",
-    "map_index",
+# After the task key (sql.TASK_KEY_COLUMNS); the last is the time of writing.
+_DATA_COLUMNS = (
     "destination_number",
     "input_number",
     "error_code",
@@ -37,7 +31,6 @@ _TABLE_COLUMNS = (
     "stage",
     "logged_at",
 )
-_BATCH_ROWS = 10_000
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     dag_id VARCHAR(250) NOT NULL,
@@ -87,42 +80,23 @@ def log_failed_numbers(
     :raises TypeError: if the connection's hook is not a ``DbApiHook``.
     """
     check_table_name(table)
-    columns = _prepared_columns(failed)
-    hook = db_api_hook(conn_id)
-    key = (dag_id, run_id, task_id, int(map_index))
-    logged_at = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    n_rows = len(failed)
-    rows = zip(
-        *(repeat(value, n_rows) for value in key),
-        *columns,
-        repeat(logged_at, n_rows),
-        strict=True,
+    return replace_task_rows(
+        conn_id,
+        table,
+        (dag_id, run_id, task_id, int(map_index)),
+        _DATA_COLUMNS,
+        _prepared_columns(failed),
+        schema=[
+            (
+                [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
+                f"SELECT dag_id FROM {table} WHERE 1 = 0",
+            ),
+            (
+                [_ADD_INPUT_NUMBER.format(table=table)],
+                f"SELECT input_number FROM {table} WHERE 1 = 0",
+            ),
+        ],
     )
-    ph = hook.placeholder
-    delete_sql = (
-        f"DELETE FROM {table} WHERE dag_id = {ph} AND run_id = {ph} "
-        f"AND task_id = {ph} AND map_index = {ph}"
-    )
-    insert_sql = hook.dialect.generate_insert_sql(table, _TABLE_COLUMNS, list(_TABLE_COLUMNS))
-
-    with transactional(hook) as conn:
-        ensure_schema(
-            conn,
-            [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
-            probe=f"SELECT dag_id FROM {table} WHERE 1 = 0",
-        )
-        ensure_schema(
-            conn,
-            [_ADD_INPUT_NUMBER.format(table=table)],
-            probe=f"SELECT input_number FROM {table} WHERE 1 = 0",
-        )
-        with closing(conn.cursor()) as cur:
-            cur.execute(delete_sql, key)
-            for batch in _batches(rows, _BATCH_ROWS):
-                cur.executemany(insert_sql, batch)
-        conn.commit()
-    hook.log.info("Logged %d failed numbers to %s for %s", n_rows, table, key)
-    return n_rows
 
 
 def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
@@ -147,18 +121,9 @@ def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:
         failed["input_number"] if "input_number" in failed else pd.Series([None] * len(failed))
     )
     return [
-        _texts(failed["destination_number"]),
-        _texts(written),
+        sql_texts(failed["destination_number"]),
+        sql_texts(written),
         codes.to_numpy(dtype=object, na_value=None),
-        _texts(failed["error_description"]),
+        sql_texts(failed["error_description"]),
         stages.to_numpy(dtype=object),
     ]
-
-
-def _texts(column: pd.Series) -> Sequence[Any]:
-    return column.astype("string").to_numpy(dtype=object, na_value=None)
-
-
-def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
-    while batch := list(islice(rows, size)):
-        yield batch

@@ -12,20 +12,12 @@ from airflow_provider_voxsms.emulator.delivery import status_at as delivery_stat
 from airflow_provider_voxsms.emulator.errors import ApiError
 from airflow_provider_voxsms.emulator.params import Params, format_date
 from airflow_provider_voxsms.emulator.state import EmulatorState
+from airflow_provider_voxsms.sms.model import DELIVERY_STATUS_NAMES
 from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH, count_segments
 
 MAX_DESTINATIONS = 100
 MAX_HISTORY_COUNT = 1000
-DELIVERY_STATUSES = {
-    1: "QUEUED",
-    2: "DISPATCHED",
-    3: "ABORTED",
-    4: "REJECTED",
-    5: "DELIVERED",
-    6: "FAILED",
-    7: "EXPIRED",
-    8: "UNKNOWN",
-}
+DELIVERY_STATUSES = DELIVERY_STATUS_NAMES
 
 
 @dataclass(frozen=True)

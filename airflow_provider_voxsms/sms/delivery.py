@@ -25,18 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_provider_voxsms.sms.model import FAILED_COLUMNS
+from airflow_provider_voxsms.sms.model import DELIVERY_STATUS_NAMES, FAILED_COLUMNS
 
-STATUS_NAMES = {
-    1: "QUEUED",
-    2: "DISPATCHED",
-    3: "ABORTED",
-    4: "REJECTED",
-    5: "DELIVERED",
-    6: "FAILED",
-    7: "EXPIRED",
-    8: "UNKNOWN",
-}
+STATUS_NAMES = DELIVERY_STATUS_NAMES
 PENDING_STATUSES = frozenset({"QUEUED", "DISPATCHED"})
 FINAL_STATUSES = frozenset({"DELIVERED", "FAILED", "EXPIRED", "REJECTED", "ABORTED", "UNKNOWN"})
 UNDELIVERED_STATUSES = FINAL_STATUSES - {"DELIVERED"}

@@ -21,6 +21,18 @@ MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per r
 FAILED_COLUMNS = ["destination_number", "input_number", "error_code", "error_description", "stage"]
 FAILED_STAGES = ("validation", "api", "not_sent", "delivery")
 
+# A2PGetSmsHistory's delivery_status codes (the API's filter takes the number, rows the name).
+DELIVERY_STATUS_NAMES = {
+    1: "QUEUED",
+    2: "DISPATCHED",
+    3: "ABORTED",
+    4: "REJECTED",
+    5: "DELIVERED",
+    6: "FAILED",
+    7: "EXPIRED",
+    8: "UNKNOWN",
+}
+
 # What the send ledger knows of a number; ``in_flight``: claimed, no answer recorded.
 IN_FLIGHT, ACCEPTED, FAILED, UNKNOWN = "in_flight", "accepted", "failed", "unknown"
 
