@@ -35,7 +35,8 @@ def trigger(ids, **kwargs) -> A2PSmsDeliveryTrigger:
 
 
 def test_fires_done_once_every_message_is_final(voximplant_conn):
-    voximplant_conn.state.set_faults(delivery_queued_s=0.3, delivery_by_last_digit="3=FAILED")
+    # Queued long enough that the first round surely finds them open, also on a busy machine.
+    voximplant_conn.state.set_faults(delivery_queued_s=1.5, delivery_by_last_digit="3=FAILED")
     ids = send(voximplant_conn)
     event = fire(trigger(ids, src_number="VoxDemo"))
     assert event["status"] == "done" and event["open"] == 0 and event["messages"] == 10
