@@ -11,10 +11,11 @@ RSS is its own:
 - worker: ``DeliveryTracker`` rounds driven by the blocking hook, 4 calls in flight
   (``run_round_concurrently``), rows kept, from the list of ids (what the operator holds);
 - trigger: the same rounds through ``AsyncHistoryClient`` (httpx, 4 in flight), counts only,
-  from the trigger's serialised ``ids`` (``decode_ids``, as ``A2PSmsDeliveryTrigger.run`` does);
+  from the ``followed_message_ids`` text (``decode_ids``, as ``A2PSmsDeliveryTrigger.run`` does
+  with the XCom it reads);
 
-it reports history calls and wall time per round, the size of the trigger's serialised state,
-and per path the peak RSS of its process (``VmHWM``) next to its RSS once imports are done
+it reports history calls and wall time per round, the size of the trigger's serialised state
+and of the ``followed_message_ids`` XCom it reads, and per path the peak RSS of its process (``VmHWM``) next to its RSS once imports are done
 (the emulator's RSS is reported apart).
 """
 
@@ -151,17 +152,32 @@ def _run_path(path: str, ids_file: Path, rounds: int, env: dict, timeout_s: floa
 GAP = 10  # ids 1 to GAP apart: a campaign interleaved with the account's other traffic
 
 
-def _gapped_state_bytes(n: int) -> int:
-    """The trigger's serialised state for ``n`` ids spaced 1 to ``GAP`` apart (seeded)."""
+def _gapped_ids_bytes(n: int) -> int:
+    """The ``followed_message_ids`` XCom for ``n`` ids spaced 1 to ``GAP`` apart (seeded)."""
     import numpy as np
 
     from airflow_provider_voxsms.sms import delivery
-    from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
     gaps = np.random.default_rng(12).integers(1, GAP + 1, size=n)
-    encoded = delivery.encode_ids(np.cumsum(gaps) + 10_000_000)
-    _, kwargs = A2PSmsDeliveryTrigger(ids=encoded, deadline=time.time() + 3600).serialize()
-    return len(json.dumps(kwargs))
+    return len(delivery.encode_ids(np.cumsum(gaps) + 10_000_000))
+
+
+def _trigger_state_bytes() -> int:
+    """The JSON of the kwargs a deferring report task gives its trigger (a mapped one's)."""
+    from airflow_provider_voxsms.operators.delivery_report import FOLLOWED_IDS_KEY
+    from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
+
+    ref = {
+        "dag_id": "voxsms_campaign",
+        "run_id": "scheduled__2026-12-01T09:00:00+00:00",
+        "task_id": "delivery_report",
+        "map_index": 15,
+        "key": FOLLOWED_IDS_KEY,
+    }
+    trigger = A2PSmsDeliveryTrigger(
+        ids_xcom=ref, src_number="VoxDemo", deadline=time.time() + 6 * 3600, started=time.time()
+    )
+    return len(json.dumps(trigger.serialize()[1]))
 
 
 def measure(emu, n: int, rounds: int = 2, timeout_s: float = 600, say=None) -> dict:
@@ -169,11 +185,12 @@ def measure(emu, n: int, rounds: int = 2, timeout_s: float = 600, say=None) -> d
     through each path (a child process each). Leaves ``emu`` reset.
 
     Returns ``accepted``, ``accept_s``, ``trigger_state_bytes`` (the JSON of the trigger's
-    serialised kwargs), ``emulator_rss_mib`` and, per path (``worker``, ``trigger``),
+    serialised kwargs), ``ids_xcom_bytes`` (the ``followed_message_ids`` XCom the trigger
+    reads) and ``ids_xcom_bytes_gapped`` (the same for ids 1 to ``GAP`` apart),
+    ``emulator_rss_mib`` and, per path (``worker``, ``trigger``),
     ``rounds`` as ``[calls, seconds, open after]`` and ``rss_base``/``max_rss`` in bytes.
     """
     from airflow_provider_voxsms.sms import delivery
-    from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
     say = say or (lambda message: print(message, flush=True))
     conn = json.loads(emu.connection_json())
@@ -194,11 +211,12 @@ def measure(emu, n: int, rounds: int = 2, timeout_s: float = 600, say=None) -> d
         say(f"accepted {len(ids):,} messages in {result['accept_s']:.1f} s")
         encoded = delivery.encode_ids(ids)
         del ids
-        _, kwargs = A2PSmsDeliveryTrigger(ids=encoded, deadline=time.time() + 3600).serialize()
-        result["trigger_state_bytes"] = len(json.dumps(kwargs))
+        result["trigger_state_bytes"] = _trigger_state_bytes()
         say(f"trigger serialised state: {result['trigger_state_bytes']:,} bytes")
-        result["trigger_state_bytes_gapped"] = _gapped_state_bytes(n)
-        say(f"the same with ids 1-{GAP} apart: {result['trigger_state_bytes_gapped']:,} bytes")
+        result["ids_xcom_bytes"] = len(encoded)
+        say(f"followed_message_ids XCom: {result['ids_xcom_bytes']:,} bytes")
+        result["ids_xcom_bytes_gapped"] = _gapped_ids_bytes(n)
+        say(f"the same with ids 1-{GAP} apart: {result['ids_xcom_bytes_gapped']:,} bytes")
         with tempfile.TemporaryDirectory(prefix="voxsms-bench-delivery-") as tmp:
             ids_file = Path(tmp) / "ids.txt"
             ids_file.write_text(encoded)

@@ -585,19 +585,27 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
     rows.append(
         Row(
             "9",
-            f"trigger's serialised state for {n:,} messages (JSON of serialize()'s kwargs)",
+            "trigger's serialised state (JSON of serialize()'s kwargs), any campaign size",
             value=f"{state:,} bytes",
-            target="< 64 KiB",
-            met=state < 64 * 1024,
-            note="ids as zlib-compressed deltas (encode_ids); the emulator's ids are "
-            "consecutive, the best case for deltas",
+            target="< 1 KiB, no ids",
+            met=state < 1024,
+            note="names the followed_message_ids XCom instead of carrying the ids",
         )
     )
-    gapped = result["trigger_state_bytes_gapped"]
+    ids_bytes, gapped = result["ids_xcom_bytes"], result["ids_xcom_bytes_gapped"]
     rows.append(
         Row(
             "9",
-            f"the same state if the {n:,} ids were 1 to {GAP} apart (random, seeded)",
+            f"followed_message_ids XCom the trigger reads, {n:,} messages",
+            value=f"{ids_bytes:,} bytes",
+            note="zlib-compressed id deltas (encode_ids); the emulator's ids are consecutive, "
+            "the best case",
+        )
+    )
+    rows.append(
+        Row(
+            "9",
+            f"the same XCom if the {n:,} ids were 1 to {GAP} apart (random, seeded)",
             value=f"{gapped:,} bytes",
             note="a campaign interleaved with other traffic on the account; computed, not polled",
         )

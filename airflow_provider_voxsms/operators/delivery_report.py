@@ -27,6 +27,9 @@ DEFAULT_POLL_INTERVAL_S = 60.0
 # Rounds that finalise nothing double the wait up to this; 15 minutes keeps the tail cheap
 # (a 1M-message campaign costs ~1,000 calls per round) and the report at most that late.
 DEFAULT_MAX_POLL_INTERVAL_S = 900.0
+# Before deferring, the task pushes the ids it follows here (``delivery.encode_ids`` text, a few
+# kilobytes for a million); the trigger reads them, so its own state stays a few hundred bytes.
+FOLLOWED_IDS_KEY = "followed_message_ids"
 
 
 class A2PSmsDeliveryReportOperator(BaseOperator):
@@ -41,7 +44,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
     ``delivery_status`` (one row per message: ``message_id``, ``destination_number``,
     ``delivery_status``, ``error_message``, ``fragments``, ``cost``, ``processing_date``) and
     ``failed_numbers`` (the send task's columns, stage ``delivery``, one row per message whose
-    final status is not DELIVERED).
+    final status is not DELIVERED). A deferring task also pushes ``followed_message_ids``, the
+    ids it follows in compact text, which the trigger reads instead of carrying them.
 
     :param messages: a DataFrame with ``message_id`` (and ``destination_number``), a list of
         them (mapped sends) or of message ids, or an XComArg of one, e.g.
@@ -134,8 +138,16 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         ids = frame["message_id"].tolist()
         self.log.info("Following %d message(s) to their final delivery status", len(ids))
         if self.deferrable and ids:
+            ti = context["ti"]
+            ti.xcom_push(key=FOLLOWED_IDS_KEY, value=delivery.encode_ids(ids))
             trigger = A2PSmsDeliveryTrigger(
-                ids=delivery.encode_ids(ids),
+                ids_xcom={
+                    "dag_id": ti.dag_id,
+                    "run_id": ti.run_id,
+                    "task_id": ti.task_id,
+                    "map_index": getattr(ti, "map_index", -1),
+                    "key": FOLLOWED_IDS_KEY,
+                },
                 voximplant_conn_id=self.voximplant_conn_id,
                 src_number=self.src_number or None,
                 deadline=started + self.timeout_s,

@@ -1,12 +1,13 @@
 """A2PSmsDeliveryTrigger: wait in the triggerer until followed messages are final.
 
-The trigger's serialised state is small whatever the campaign's size: the message ids travel
-as ``delivery.encode_ids`` text (sorted, delta-encoded, zlib-compressed: a million ids from
-one campaign take a few kilobytes), and the deadline is absolute, so a trigger restarted on
-another triggerer keeps the task's timeout. It keeps only the open ids in memory and fires
-one small event (counts, not rows); the resumed task collects the rows in one round. A
-restarted trigger starts again from every id: its first round re-reads what was already
-final, which costs one round of calls and changes nothing (the history is only read).
+The trigger's serialised state is small and does not grow with the campaign: it names the
+XCom that holds the message ids (``delivery.encode_ids`` text the operator pushes before it
+defers: sorted, delta-encoded, zlib-compressed) instead of carrying them, and its deadline is
+absolute, so a trigger restarted on another triggerer keeps the task's timeout. It reads the
+ids once, through the Task SDK's XCom API (the triggerer serves it), keeps only the open ones
+in memory and fires one small event (counts, not rows); the resumed task collects the rows in
+one round. A restarted trigger starts again from every id: its first round re-reads what was
+already final, which costs one round of calls and changes nothing (the history is only read).
 
 Requests reuse the hook's connection reading, service-account token, form encoding, answer
 parsing and error types; only the transport is ``httpx.AsyncClient``.
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_voxsms.compat import read_xcom
 from airflow_provider_voxsms.errors import (
     InputError,
     VoximplantApiError,
@@ -46,7 +48,8 @@ METHOD = "A2PGetSmsHistory"
 class A2PSmsDeliveryTrigger(BaseTrigger):
     """Poll ``A2PGetSmsHistory`` until every followed message is final or ``deadline`` passes.
 
-    :param ids: the message ids, as ``delivery.encode_ids`` gives them.
+    :param ids_xcom: where the message ids are: the XCom's ``dag_id``, ``run_id``, ``task_id``,
+        ``map_index`` and ``key``; its value is ``delivery.encode_ids`` text.
     :param voximplant_conn_id: connection of type ``voximplant``.
     :param src_number: narrows the queries when given.
     :param deadline: epoch seconds at which to stop waiting.
@@ -60,7 +63,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        ids: str,
+        ids_xcom: dict[str, Any],
         voximplant_conn_id: str = VoximplantHook.default_conn_name,
         src_number: str | None = None,
         deadline: float,
@@ -71,7 +74,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         max_concurrency: int = 4,
     ):
         super().__init__()
-        self.ids = ids
+        self.ids_xcom = dict(ids_xcom)
         self.voximplant_conn_id = voximplant_conn_id
         self.src_number = src_number
         self.deadline = float(deadline)
@@ -85,7 +88,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "ids": self.ids,
+                "ids_xcom": self.ids_xcom,
                 "voximplant_conn_id": self.voximplant_conn_id,
                 "src_number": self.src_number,
                 "deadline": self.deadline,
@@ -98,10 +101,11 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        tracker = delivery.DeliveryTracker(delivery.decode_ids(self.ids), keep_rows=False)
+        tracker = delivery.DeliveryTracker([], keep_rows=False)
         try:
+            tracker = delivery.DeliveryTracker(await self.load_ids(), keep_rows=False)
             client = await AsyncHistoryClient.connect(self.voximplant_conn_id, self.hook_params)
-        except VoximplantError as err:
+        except (LookupError, VoximplantError) as err:
             yield TriggerEvent(self._event("error", tracker, message=str(err)))
             return
         idle = 0
@@ -134,6 +138,16 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
                     )
                 )
         yield TriggerEvent(self._event("done" if tracker.done else "timeout", tracker))
+
+    async def load_ids(self) -> list[int]:
+        """The followed ids, read from the XCom ``ids_xcom`` names."""
+        encoded = await read_xcom(**self.ids_xcom)
+        if not isinstance(encoded, str):
+            raise LookupError(
+                f"The message ids to follow are not in XCom {self.ids_xcom}; the task pushes "
+                "them before it defers: clear the task to run it again."
+            )
+        return delivery.decode_ids(encoded)
 
     def _event(self, status: str, tracker: delivery.DeliveryTracker, **extra: Any) -> dict:
         return {

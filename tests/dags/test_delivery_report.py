@@ -9,6 +9,7 @@ from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
+from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.sms.model import FAILED_COLUMNS
 from airflow_provider_voxsms.sql import db_api_hook
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
@@ -120,6 +121,10 @@ def test_deferred_polling_reports_the_same_truth(lifecycle, run_dag, monkeypatch
     assert tis["delivery"].state == "success"
     assert len(runs) == 1, "the task deferred to the trigger"
     assert len(str(runs[0])) < 1000, "small serialised state, no id list"
+    # The trigger read the ids from the XCom it names; they are exactly the send's messages.
+    assert runs[0]["ids_xcom"]["key"] == "followed_message_ids"
+    followed = delivery.decode_ids(xcom(tis["delivery"], "followed_message_ids"))
+    assert followed == sorted(xcom(tis["send"], "accepted_numbers")["message_id"])
     check_outputs(tis["delivery"])
 
 

@@ -1,4 +1,9 @@
-"""A2PSmsDeliveryTrigger over real HTTP to the emulator: rounds, timeout, throttling, stops."""
+"""A2PSmsDeliveryTrigger over real HTTP to the emulator: rounds, timeout, throttling, stops.
+
+These run the trigger outside Airflow, so the ids it would read from XCom are handed to it
+(``load_ids`` is replaced); reading them from a real XCom is covered by the deferred DAG runs
+in tests/dags/test_delivery_report.py.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +32,27 @@ def fire(trigger: A2PSmsDeliveryTrigger) -> dict:
     return asyncio.run(first()).payload
 
 
+IDS_XCOM = {
+    "dag_id": "d",
+    "run_id": "r",
+    "task_id": "delivery",
+    "map_index": -1,
+    "key": "followed_message_ids",
+}
+
+
 def trigger(ids, **kwargs) -> A2PSmsDeliveryTrigger:
     kwargs.setdefault("deadline", time.time() + 10)
     kwargs.setdefault("poll_interval", 0.2)
     kwargs.setdefault("max_poll_interval", 0.4)
-    return A2PSmsDeliveryTrigger(ids=delivery.encode_ids(ids), started=1.0, **kwargs)
+    made = A2PSmsDeliveryTrigger(ids_xcom=IDS_XCOM, started=1.0, **kwargs)
+    encoded = delivery.encode_ids(ids)
+
+    async def load_ids() -> list[int]:
+        return delivery.decode_ids(encoded)
+
+    made.load_ids = load_ids
+    return made
 
 
 def test_fires_done_once_every_message_is_final(voximplant_conn):
@@ -72,12 +93,22 @@ def test_a_stopping_error_fires_an_error_event(voximplant_conn, monkeypatch, cre
     assert event["status"] == "error" and "433" in event["message"]
 
 
-def test_serialised_state_stays_small_for_a_million_messages():
-    ids = range(10_000_001, 11_000_001)
-    classpath, kwargs = trigger(ids).serialize()
+def test_serialised_state_names_the_ids_instead_of_carrying_them():
+    classpath, kwargs = A2PSmsDeliveryTrigger(ids_xcom=IDS_XCOM, deadline=1.0).serialize()
     assert classpath == "airflow_provider_voxsms.triggers.delivery.A2PSmsDeliveryTrigger"
-    assert len(json.dumps(kwargs)) < 20_000
-    assert delivery.decode_ids(A2PSmsDeliveryTrigger(**kwargs).ids) == list(ids)
+    assert kwargs["ids_xcom"] == IDS_XCOM and len(json.dumps(kwargs)) < 1000
+    assert A2PSmsDeliveryTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_missing_ids_fire_an_error_event_that_says_what_to_do(monkeypatch):
+    async def no_value(**ref):
+        assert ref == IDS_XCOM
+        return None
+
+    monkeypatch.setattr("airflow_provider_voxsms.triggers.delivery.read_xcom", no_value)
+    event = fire(A2PSmsDeliveryTrigger(ids_xcom=IDS_XCOM, deadline=time.time() + 5))
+    assert event["status"] == "error"
+    assert "followed_message_ids" in event["message"] and "clear the task" in event["message"]
 
 
 @pytest.mark.parametrize("n_open", [1, 1000, 1001, 2500])
