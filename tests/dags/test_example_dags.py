@@ -5,11 +5,13 @@ or logging) fails ends failed, with its failed numbers still logged."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk.exceptions import AirflowFailException
 from conftest import REPO
 from dag_runs import xcom
 
@@ -18,7 +20,12 @@ from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryRepo
 from airflow_provider_voxsms.sql import db_api_hook
 
 DAGS = REPO / "dags"
-EXAMPLES = {"voxsms_campaign", "voxsms_sharded_campaign", "voxsms_alert"}
+EXAMPLES = {
+    "voxsms_campaign",
+    "voxsms_sharded_campaign",
+    "voxsms_personalised_campaign",
+    "voxsms_alert",
+}
 BLOCKED = {"447443332299", "447443332298"}
 #: A SenderID the emulator's account does not have: every request gets error 507.
 UNKNOWN_SENDER = "NotOurSender"
@@ -418,3 +425,138 @@ def test_alert_dag_sends_the_on_call_sms(dagbag, run_dag, voximplant_conn):
     (alert,) = voximplant_conn.state.messages_snapshot()
     assert alert["destination_number"] == "447443332200"
     assert alert["text"].startswith("Airflow alert: voxsms_alert.flaky failed")
+
+
+# -- voxsms_personalised_campaign: templates, opt-outs, send windows -------------------------
+
+#: The clock the send window is judged by: London 12:00, Berlin 13:00, New York 07:00 and
+#: Tokyo 21:00, so the British and German customers are inside 09:00-20:00, the others not.
+NOON_UTC = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+#: Later the same day: New York 09:30 is inside too; Tokyo (23:30) still is not.
+AFTERNOON_UTC = datetime(2026, 1, 15, 14, 30, tzinfo=UTC)
+CUSTOMERS = [  # phone, first_name, code (text: leading zeros stay)
+    ("07443 332201", "Ann", "4821"),
+    ("+44 7443 332202", "Bo", "0042"),
+    ("+49 151 23456789", "Dora", "7710"),
+    ("+44 7443 332203", "  ", "5555"),  # blank first_name: invalid
+    ("+44 7443 332205", "Jo", None),  # no code: invalid
+    ("+44 7443 332204", "Eve", "1111"),  # opted out, written another way
+    ("0033 6 12 34 56 78", "Fay", "2222"),  # opted out, written another way
+    ("+1 212 555 0142", "Gus", "3333"),  # New York: outside the window at noon UTC
+    ("+81 90 1234 5678", "Hana", "4444"),  # Tokyo: outside the window at noon UTC
+    ("+44 7443 332299", "Ian", "6666"),  # blocked by the emulator: 509
+]
+OPT_OUTS = ["07443332204", "+33612345678", "not-a-number"]  # the last suppresses nothing
+SENT_AT_NOON = {
+    ("447443332201", "Hi Ann, your code is 4821."),
+    ("447443332202", "Hi Bo, your code is 0042."),
+    ("4915123456789", "Hi Dora, your code is 7710."),
+}
+NEW_YORK = ("12125550142", "America/New_York", "2026-01-15 14:00:00")
+TOKYO = ("819012345678", "Asia/Tokyo", "2026-01-16 00:00:00")
+
+
+@pytest.fixture
+def customers_db(db) -> DbApiHook:
+    """voxsms_db with voxsms_customers and voxsms_opt_outs seeded as in CUSTOMERS and
+    OPT_OUTS, and no sms_deferred_numbers yet (PostgreSQL keeps tables between tests)."""
+    for table in ("voxsms_customers", "voxsms_opt_outs", "sms_deferred_numbers"):
+        db.run(f"DROP TABLE IF EXISTS {table}")
+    db.run("CREATE TABLE voxsms_customers (phone TEXT, first_name TEXT, code TEXT)")
+    db.run("CREATE TABLE voxsms_opt_outs (phone TEXT)")
+    db.insert_rows("voxsms_customers", CUSTOMERS, target_fields=["phone", "first_name", "code"])
+    db.insert_rows("voxsms_opt_outs", [(n,) for n in OPT_OUTS], target_fields=["phone"])
+    return db
+
+
+def set_clock(monkeypatch, now: datetime) -> None:
+    """The send window's clock (dag.test runs the tasks in this process)."""
+    monkeypatch.setattr("airflow_provider_voxsms.sms.window.utc_now", lambda: now)
+
+
+def deferred_rows(db: DbApiHook, run_id: str) -> set[tuple]:
+    rows = db.get_records(
+        "SELECT task_id, map_index, destination_number, time_zone, next_window_start "
+        f"FROM sms_deferred_numbers WHERE run_id = {db.placeholder}",
+        parameters=(run_id,),
+    )
+    assert {(task_id, map_index) for task_id, map_index, *_ in rows} <= {("send", -1)}
+    # SQLite gives the timestamp back as the text written, PostgreSQL as a datetime.
+    return {(number, zone, str(start)) for *_, number, zone, start in rows}
+
+
+def failure_reasons(db: DbApiHook, run_id: str) -> dict[str, str]:
+    rows = db.get_records(
+        "SELECT input_number, stage, error_description FROM sms_failed_numbers "
+        f"WHERE run_id = {db.placeholder}",
+        parameters=(run_id,),
+    )
+    return {number: f"{stage}: {description}" for number, stage, description in rows}
+
+
+def test_personalised_campaign_renders_texts_skips_opt_outs_and_defers_by_local_time(
+    dagbag, run_dag, voximplant_conn, customers_db, monkeypatch
+):
+    db = customers_db
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    set_clock(monkeypatch, NOON_UTC)
+    tis = run_dag(dagbag.get_dag("voxsms_personalised_campaign"))
+    assert {ti.state for ti in tis.values()} == {"success"}
+    assert run_state(tis["send"]) == "success"
+    run_id = tis["send"].run_id
+
+    # The texts as the emulator received them: rendered per row, one request per text.
+    messages = voximplant_conn.state.messages_snapshot()
+    assert {(m["destination_number"], m["text"]) for m in messages} == SENT_AT_NOON
+    sent = {m["destination_number"] for m in messages}
+    assert not sent & {"447443332204", "33612345678"}, "opted-out numbers were texted"
+
+    summary = xcom(tis["report"])
+    assert {key: summary[key] for key in ("accepted", "failed", "invalid")} == {
+        "accepted": 3,
+        "failed": 1,
+        "invalid": 2,
+    }
+    assert (summary["suppressed"], summary["outside_window"], summary["duplicates"]) == (2, 2, 0)
+    assert summary["distinct_texts"] == 4, "the three accepted and the blocked number's"
+    assert summary["recipients"] == len(CUSTOMERS)
+    assert (summary["delivered"], summary["failed_on_delivery"]) == (3, 0)
+
+    assert failure_reasons(db, run_id) == {
+        "+44 7443 332203": "validation: placeholder {first_name} is empty",
+        "+44 7443 332205": "validation: placeholder {code} is empty",
+        "+44 7443 332299": "api: A2P SMS disabled",
+    }
+    assert deferred_rows(db, run_id) == {NEW_YORK, TOKYO}
+    assert xcom(tis["log_numbers"]) == {"failed": 3, "deferred": 2}
+
+    # Cleared in the afternoon: New York's window has opened. The ledger keeps everyone
+    # accepted or refused at noon from being sent again; the deferred rows are replaced.
+    set_clock(monkeypatch, AFTERNOON_UTC)
+    tis = run_dag(dagbag.get_dag("voxsms_personalised_campaign"))
+    assert {ti.state for ti in tis.values()} == {"success"}
+    messages = voximplant_conn.state.messages_snapshot()
+    assert {(m["destination_number"], m["text"]) for m in messages} == SENT_AT_NOON | {
+        ("12125550142", "Hi Gus, your code is 3333.")
+    }
+    assert len(messages) == 4, "nobody got the SMS twice"
+    summary = xcom(tis["send"])
+    assert (summary["accepted"], summary["earlier"], summary["outside_window"]) == (4, 4, 1)
+    assert deferred_rows(db, run_id) == {TOKYO}
+    assert len(failure_reasons(db, run_id)) == 3
+
+
+@pytest.mark.parametrize("missing", ["voxsms_customers", "voxsms_opt_outs"])
+def test_personalised_campaign_fails_before_sending_when_a_table_is_not_seeded(
+    dagbag, run_dag, voximplant_conn, customers_db, missing
+):
+    customers_db.run(f"DROP TABLE {missing}")
+    dag = dagbag.get_dag("voxsms_personalised_campaign")
+    with pytest.raises(AirflowFailException, match=rf"Cannot read table {missing} .*seed them"):
+        dag.get_task("extract").python_callable()
+
+    tis = run_dag(dag)
+    assert tis["extract"].state == "failed", "the extract, not the send, finds it missing"
+    assert tis["send"].state == "upstream_failed"
+    assert run_state(tis["extract"]) == "failed"
+    assert voximplant_conn.state.messages_snapshot() == []
