@@ -452,6 +452,17 @@ SENT_AT_NOON = {
     ("447443332202", "Hi Bo, your code is 0042."),
     ("4915123456789", "Hi Dora, your code is 7710."),
 }
+#: Every row ends as exactly one of these.
+PERSONAL_COUNTS = (
+    "accepted",
+    "failed",
+    "not_sent",
+    "unknown",
+    "invalid",
+    "duplicates",
+    "suppressed",
+    "outside_window",
+)
 NEW_YORK = ("12125550142", "America/New_York", "2026-01-15 14:00:00")
 TOKYO = ("819012345678", "Asia/Tokyo", "2026-01-16 00:00:00")
 
@@ -520,6 +531,7 @@ def test_personalised_campaign_renders_texts_skips_opt_outs_and_defers_by_local_
     assert (summary["suppressed"], summary["outside_window"], summary["duplicates"]) == (2, 2, 0)
     assert summary["distinct_texts"] == 4, "the three accepted and the blocked number's"
     assert summary["recipients"] == len(CUSTOMERS)
+    assert sum(summary[key] for key in PERSONAL_COUNTS) == len(CUSTOMERS), "one verdict per row"
     assert (summary["delivered"], summary["failed_on_delivery"]) == (3, 0)
 
     assert failure_reasons(db, run_id) == {
@@ -542,6 +554,7 @@ def test_personalised_campaign_renders_texts_skips_opt_outs_and_defers_by_local_
     assert len(messages) == 4, "nobody got the SMS twice"
     summary = xcom(tis["send"])
     assert (summary["accepted"], summary["earlier"], summary["outside_window"]) == (4, 4, 1)
+    assert sum(summary[key] for key in PERSONAL_COUNTS) == len(CUSTOMERS)
     assert deferred_rows(db, run_id) == {TOKYO}
     assert len(failure_reasons(db, run_id)) == 3
 
