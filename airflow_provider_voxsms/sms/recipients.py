@@ -68,6 +68,7 @@ import phonenumbers
 
 from airflow_provider_voxsms.errors import RecipientsError
 from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH
+from airflow_provider_voxsms.sms.templates import parse_template, render
 
 __all__ = ["PreparedRecipients", "RecipientsError", "normalise_phones", "prepare_recipients"]
 
@@ -171,17 +172,26 @@ def prepare_recipients(
         )
     region = _check_region(default_region)
     check = _check_mode(number_check)
-    if text is not None:
+    template = parse_template(text) if isinstance(text, str) else None
+    if text is not None and template is None:
         problem = _text_problem(text)
         if problem:
             raise RecipientsError(f"text is unusable: {problem}")
-    phones, texts = _columns(recipients, phone_column, text_column)
+    placeholders = template.columns if template else []
+    phones, texts, cells = _columns(recipients, phone_column, text_column, placeholders)
 
     phone, reasons = normalise_phones(phones, region, number_check=check)
+    if template is not None:
+        texts, empty = render(template, cells)
+        reasons = np.where(pd.isna(reasons), empty, reasons)
     if texts is None:
         codes, categories = np.zeros(len(phones), dtype=np.intp), [text]
     else:
         codes, categories, text_reasons = _check_texts(texts)
+        if template is not None:  # the row's own text is what the template made of it
+            text_reasons = np.array(
+                [r if r is None else f"rendered {r}" for r in text_reasons], dtype=object
+            )
         reasons = np.where(pd.isna(reasons), text_reasons, reasons)
 
     ok = pd.isna(reasons)
@@ -295,35 +305,44 @@ def _check_mode(number_check) -> str:
     )
 
 
-def _columns(recipients, phone_column, text_column) -> tuple[pd.Series, pd.Series | None]:
-    """Pick the phone and text columns out of any accepted input, as positional Series."""
+def _columns(
+    recipients, phone_column, text_column, placeholders: list[str]
+) -> tuple[pd.Series, pd.Series | None, pd.DataFrame]:
+    """Pick the phone and text columns, and the template's ``placeholders`` columns, out of
+    any accepted input, as positional Series and a positional frame."""
     if isinstance(recipients, pd.DataFrame):
-        return _frame_columns(recipients, phone_column, text_column)
+        return _frame_columns(recipients, phone_column, text_column, placeholders)
+    if isinstance(recipients, list | tuple) and any(isinstance(r, Mapping) for r in recipients):
+        if not all(isinstance(r, Mapping) for r in recipients):
+            first = [isinstance(r, Mapping) for r in recipients].index(False)
+            raise RecipientsError(
+                "recipients mixes dicts and plain values (row "
+                f"{first} is {type(recipients[first]).__name__}); use one kind"
+            )
+        return _dict_columns(recipients, phone_column, text_column, placeholders)
+    if isinstance(recipients, pd.Series | list | tuple) and placeholders:
+        raise RecipientsError(
+            f"text has placeholders {_braced(placeholders)}, but recipients is a "
+            f"{type(recipients).__name__} of numbers with no columns to fill them from; pass a "
+            "DataFrame or a list of dicts"
+        )
     if isinstance(recipients, pd.Series):
         _no_text_column(text_column, "a Series")
-        return recipients.reset_index(drop=True), None
+        return recipients.reset_index(drop=True), None, pd.DataFrame()
     if isinstance(recipients, list | tuple):
-        is_row = [isinstance(r, Mapping) for r in recipients]
-        if any(is_row):
-            if not all(is_row):
-                first = is_row.index(False)
-                raise RecipientsError(
-                    "recipients mixes dicts and plain values (row "
-                    f"{first} is {type(recipients[first]).__name__}); use one kind"
-                )
-            return _dict_columns(recipients, phone_column, text_column)
         if recipients:
             _no_text_column(text_column, "a list of phone numbers")
         texts = None if text_column is None else pd.Series([], dtype=object)  # [] only here
-        return pd.Series(list(recipients), dtype=object), texts
+        return pd.Series(list(recipients), dtype=object), texts, pd.DataFrame()
     hint = "; wrap a single number in a list" if isinstance(recipients, str | int | float) else ""
     raise RecipientsError(f"recipients must be {ACCEPTED}; got {type(recipients).__name__}{hint}")
 
 
-def _frame_columns(frame: pd.DataFrame, phone_column, text_column):
+def _frame_columns(frame: pd.DataFrame, phone_column, text_column, placeholders: list[str]):
     """Columns of a DataFrame, refusing duplicate or missing column names."""
     if frame.empty and len(frame.columns) == 0:
-        return pd.Series([], dtype=object), (None if text_column is None else pd.Series([]))
+        texts = None if text_column is None else pd.Series([])
+        return pd.Series([], dtype=object), texts, pd.DataFrame(columns=placeholders)
     if not frame.columns.is_unique:
         repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise RecipientsError(f"recipients has duplicate column names: {repeated}; rename them")
@@ -331,22 +350,41 @@ def _frame_columns(frame: pd.DataFrame, phone_column, text_column):
     for role, name in (("phone_column", phone_column), ("text_column", text_column)):
         if name is not None and name not in frame.columns:
             raise RecipientsError(_missing(role, name, columns))
+    _check_placeholders(placeholders, columns)
     phones = frame[phone_column].reset_index(drop=True)
     texts = None if text_column is None else frame[text_column].reset_index(drop=True)
-    return phones, texts
+    return phones, texts, frame[placeholders].reset_index(drop=True)
 
 
-def _dict_columns(rows: list, phone_column, text_column):
+def _dict_columns(rows: list, phone_column, text_column, placeholders: list[str]):
     """Columns of a list of dicts; a key missing from a single row is an empty value there."""
     keys = list(dict.fromkeys(k for row in rows for k in row))
     for role, name in (("phone_column", phone_column), ("text_column", text_column)):
         if name is not None and name not in keys:
             raise RecipientsError(_missing(role, name, keys))
+    _check_placeholders(placeholders, keys)
     phones = pd.Series([row.get(phone_column) for row in rows], dtype=object)
     texts = None
     if text_column is not None:
         texts = pd.Series([row.get(text_column) for row in rows], dtype=object)
-    return phones, texts
+    cells = pd.DataFrame(
+        {name: pd.Series([row.get(name) for row in rows], dtype=object) for name in placeholders}
+    )
+    return phones, texts, cells
+
+
+def _check_placeholders(placeholders: list[str], columns: list) -> None:
+    """Refuse a template that names columns the recipients do not have, before anything."""
+    absent = [name for name in placeholders if name not in columns]
+    if absent:
+        raise RecipientsError(
+            f"text placeholder(s) {_braced(absent)} name no column of recipients; columns are "
+            f"{columns}. Rename the placeholder or add the column upstream."
+        )
+
+
+def _braced(names: list[str]) -> str:
+    return ", ".join("{" + name + "}" for name in names)
 
 
 def _missing(role: str, name, columns: list) -> str:
