@@ -38,6 +38,11 @@ def db_api_hook(conn_id: str) -> DbApiHook:
     return hook
 
 
+def first_column(conn_id: str, sql: str) -> list:
+    """The first column of a query's rows (e.g. opt-out numbers), on any common-sql connection."""
+    return [row[0] for row in db_api_hook(conn_id).get_records(sql)]
+
+
 @contextmanager
 def transactional(hook: DbApiHook) -> Iterator[Any]:
     """A new connection with autocommit off; the caller commits, any error rolls back."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+from airflow.configuration import conf
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -23,10 +27,14 @@ from airflow_provider_voxsms.errors import (
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
 from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
 from airflow_provider_voxsms.sms import report as run_report
+from airflow_provider_voxsms.sms import window as window_clock
 from airflow_provider_voxsms.sms.campaign import CampaignSettings, run_campaign
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE, CampaignReport
 from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.recipients import prepare_recipients
+from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
+from airflow_provider_voxsms.sms.window import SendWindow, assess
+from airflow_provider_voxsms.sql import first_column
 
 
 class A2PSendSmsOperator(BaseOperator):
@@ -34,20 +42,26 @@ class A2PSendSmsOperator(BaseOperator):
 
     Recipients are normalised to international digits, invalid rows are reported and never sent,
     and duplicates (same number, same text) are sent once. Ambiguous answers are settled through
-    the API's history before the task ends. Every recipient ends as exactly one of accepted,
-    failed, not sent, unknown, invalid or duplicate; the counts add up to the input rows.
+    the API's history before the task ends. Before anything is planned, rows are sorted out in
+    this order: invalid, duplicate, suppressed (opted out), outside the send window. Every
+    recipient ends as exactly one of accepted, failed, not sent, unknown, invalid, duplicate,
+    suppressed or outside the window; the counts add up to the input rows.
 
-    Returns a summary dict (``recipients``, ``valid``, ``invalid``, ``duplicates``, ``batches``,
-    ``accepted``, ``failed``, ``not_sent``, ``unknown``, ``earlier``, ``reconciled``, ``resent``,
-    ``fragments``, ``duration_s``, ``dry_run``) and pushes the XComs ``failed_numbers``
-    (``destination_number``, ``error_code``, ``error_description``, ``stage``),
-    ``accepted_numbers`` (``destination_number``, ``message_id``) and ``unknown_numbers``
-    (``destination_number``, ``reason``).
+    Returns a summary dict (``recipients``, ``valid``, ``invalid``, ``duplicates``,
+    ``suppressed``, ``outside_window``, ``batches``, ``distinct_texts``, ``segments_planned``,
+    ``accepted``, ``failed``, ``not_sent``, ``unknown``, ``earlier``, ``reconciled``,
+    ``resent``, ``fragments``, ``duration_s``, ``dry_run``) and pushes the XComs
+    ``failed_numbers`` (``destination_number``, ``error_code``, ``error_description``,
+    ``stage``), ``accepted_numbers`` (``destination_number``, ``message_id``),
+    ``unknown_numbers`` (``destination_number``, ``reason``) and ``deferred_numbers``
+    (``destination_number``, ``time_zone``, ``next_window_start``: rows outside the window).
 
     :param src_number: the SenderID the SMS come from. (templated)
     :param recipients: a DataFrame, Series, list of numbers or list of dicts, or an XComArg of
         one. (templated)
-    :param text: one message for everybody. Give this or ``text_column``. (templated)
+    :param text: the message, or a template of it with ``{column}`` placeholders filled per
+        row from the recipients' columns (``"Hi {first_name}"``). Give this or
+        ``text_column``. (templated: Jinja renders ``{{ }}`` first)
     :param text_column: column holding each row's own message; equal texts share requests.
     :param phone_column: column holding the numbers (DataFrame or list of dicts).
     :param default_region: ISO region (e.g. ``"GB"``) in which national numbers are parsed.
@@ -80,6 +94,21 @@ class A2PSendSmsOperator(BaseOperator):
         makes retries and cleared tasks of the same DAG run safe: they skip what earlier tries
         settled and settle what they left open before sending anything again. Strongly
         recommended.
+    :param suppression_list: opt-out numbers never to text: a list, Series or DataFrame (its
+        ``phone`` column, else its first), or an XComArg of one; normalised like recipients.
+        (templated)
+    :param suppression_sql: a query whose first column holds opt-out numbers, run on
+        ``suppression_conn_id`` (any common-sql connection). (templated)
+    :param suppression_conn_id: the connection for ``suppression_sql``.
+    :param send_window: ``("09:00", "20:00")``: send to a row only while the recipient's local
+        time is in ``[start, end)`` (it may cross midnight), in every time zone of the number.
+    :param window_timezone: the zone for numbers whose zone ``phonenumbers`` does not know.
+    :param outside_window: ``"skip"``: rows outside the window are not sent and are listed in
+        ``deferred_numbers``; ``"wait"``: send what is inside, wait for the next window (in
+        the triggerer when ``deferrable``), and go on until every row is sent (needs
+        ``ledger_conn_id``: each wait resumes from the ledger).
+    :param deferrable: wait for send windows in the triggerer instead of a worker slot.
+    :param max_segments: refuse to start when the planned segments exceed this.
     :param ledger_table: prefix of the send ledger's tables (``<prefix>_leases``, ``_claims``,
         ``_outcomes``), created if absent.
     """
@@ -91,6 +120,8 @@ class A2PSendSmsOperator(BaseOperator):
         "src_number",
         "phone_column",
         "default_region",
+        "suppression_list",
+        "suppression_sql",
     )
     ui_color = "#d6eaff"
 
@@ -118,6 +149,14 @@ class A2PSendSmsOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         ledger_conn_id: str | None = None,
         ledger_table: str = "voxsms_send_ledger",
+        suppression_list: Any = None,
+        suppression_sql: str | None = None,
+        suppression_conn_id: str | None = None,
+        send_window: tuple[str, str] | None = None,
+        window_timezone: str = "UTC",
+        outside_window: str = "skip",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_segments: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -148,6 +187,34 @@ class A2PSendSmsOperator(BaseOperator):
                 f"{self.task_id}: settle_delay_s and settle_rounds must not be negative, got "
                 f"{settle_delay_s} and {settle_rounds}."
             )
+        if (suppression_sql is None) != (suppression_conn_id is None):
+            raise ValueError(
+                f"{self.task_id}: suppression_sql and suppression_conn_id go together (the query "
+                "and the connection it runs on); give both or neither."
+            )
+        try:
+            self.window = SendWindow.parse(send_window, window_timezone) if send_window else None
+        except ValueError as err:
+            raise ValueError(f"{self.task_id}: {err}") from None
+        if outside_window not in ("skip", "wait"):
+            raise ValueError(
+                f"{self.task_id}: outside_window is 'skip' or 'wait', got {outside_window!r}."
+            )
+        if outside_window == "wait" and not (send_window and ledger_conn_id):
+            raise ValueError(
+                f"{self.task_id}: outside_window='wait' needs send_window and ledger_conn_id: "
+                "the task resumes from the send ledger after each wait, so nothing is sent twice."
+            )
+        if max_segments is not None and (isinstance(max_segments, bool) or max_segments < 1):
+            raise ValueError(f"{self.task_id}: max_segments must be >= 1, got {max_segments}.")
+        self.suppression_list = suppression_list
+        self.suppression_sql = suppression_sql
+        self.suppression_conn_id = suppression_conn_id
+        self.send_window = send_window
+        self.window_timezone = window_timezone
+        self.outside_window = outside_window
+        self.deferrable = deferrable
+        self.max_segments = max_segments
         self.src_number = src_number
         self.recipients = recipients
         self.text = text
@@ -177,11 +244,29 @@ class A2PSendSmsOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         try:
-            return self._execute(context)
+            while True:
+                result = self._execute(context)
+                if isinstance(result, dict):
+                    return result
+                self._wait_for_window(result)
         except InputError as err:  # a retry cannot fix the input: fail without retries
             raise AirflowFailException(str(err)) from err
 
-    def _execute(self, context) -> dict:
+    def execute_next_window(self, context, event: Any = None) -> dict:
+        """Resumed when the next send window opened: the campaign goes on from the ledger."""
+        return self.execute(context)
+
+    def _wait_for_window(self, seconds: float) -> None:
+        """Wait until the next send window opens: in the triggerer, or sleeping here."""
+        opens = datetime.now(UTC) + timedelta(seconds=seconds)
+        self.log.info("Waiting %.0f s for the next send window (%s)", seconds, opens.isoformat())
+        if self.deferrable:
+            self.defer(trigger=DateTimeTrigger(moment=opens), method_name="execute_next_window")
+        time.sleep(seconds)
+
+    def _execute(self, context) -> dict | float:
+        """One pass: prepare, filter, send what may be sent now. Returns the summary, or (in
+        ``outside_window="wait"`` mode) the seconds until the next window opens for the rest."""
         started = time.monotonic()
         prepared = prepare_recipients(
             self.recipients,
@@ -191,13 +276,22 @@ class A2PSendSmsOperator(BaseOperator):
             default_region=self.default_region,
             number_check=self.number_check,
         )
-        plan = plan_batches(prepared.valid, self.batch_size)
+        suppressed = self._opt_outs().matches(prepared.valid["phone"]).to_numpy()
+        sendable = prepared.valid[~suppressed]
+        now = window_clock.utc_now()
+        hold = self._hold(now)
+        outside = hold(sendable) if hold else np.zeros(len(sendable), dtype=bool)
+        plan = plan_batches(sendable[~outside], self.batch_size)
         self.log.info(
-            "Prepared: %d rows -> %d valid (%d invalid, %d duplicates); %s",
+            "Prepared: %d rows -> %d valid (%d invalid, %d duplicates, %d suppressed, %d outside "
+            "the send window); %d distinct text(s); %s",
             prepared.total,
             len(prepared.valid),
             len(prepared.invalid),
             prepared.duplicates,
+            int(suppressed.sum()),
+            int(outside.sum()),
+            plan.texts,
             plan.summary(),
         )
         if invalid := run_report.invalid_summary(prepared):
@@ -206,27 +300,23 @@ class A2PSendSmsOperator(BaseOperator):
                 len(prepared.invalid),
                 "; ".join(invalid),
             )
-        if self.max_recipients is not None and len(prepared.valid) > self.max_recipients:
-            raise RecipientsError(
-                f"{len(prepared.valid)} numbers would be sent, more than max_recipients="
-                f"{self.max_recipients}. Raise max_recipients or split the list; nothing was sent."
-            )
-        if not str(self.src_number or "").strip():
-            raise RecipientsError("src_number (the SenderID) is empty; nothing was sent.")
-        if problem := dataframe_xcoms_unsupported():
-            raise AirflowFailException(
-                f"{problem}, and A2PSendSmsOperator pushes its outputs "
-                "as DataFrames. Install pandas<3 or upgrade to Airflow 3.3 or later. Nothing "
-                "was sent."
-            )
+        self._check_before_sending(sendable, outside, plan, now)
 
         report = None
-        if not self.dry_run and plan.batches:
-            report = self._send(prepared.valid, context)
+        if not self.dry_run and len(sendable):
+            report = self._send(sendable, context, hold)
+        held = sendable[outside] if report is None else report.held
+        held = held if held is not None else sendable.iloc[:0]
+        waiting = self.outside_window == "wait" and not self.dry_run and len(held)
+        if waiting and report.stopped_by is None:
+            return self._seconds_to_next_window(held)
+        deferred = run_report.deferred_numbers(held, self.window, now)
         summary = run_report.summarise(
             prepared,
             plan,
             report,
+            suppressed=int(suppressed.sum()),
+            outside_window=len(held),
             dry_run=self.dry_run,
             duration_s=time.monotonic() - started,
         )
@@ -234,6 +324,7 @@ class A2PSendSmsOperator(BaseOperator):
         ti.xcom_push(key="failed_numbers", value=run_report.failed_numbers(prepared, report))
         ti.xcom_push(key="accepted_numbers", value=run_report.accepted_numbers(report))
         ti.xcom_push(key="unknown_numbers", value=run_report.unknown_numbers(report))
+        ti.xcom_push(key="deferred_numbers", value=deferred)
         self.log.info("Result: %s", summary)
 
         if report is not None and report.stopped_by is not None:
@@ -242,7 +333,70 @@ class A2PSendSmsOperator(BaseOperator):
         self._check_failed_ratio(summary)
         return summary
 
-    def _send(self, valid, context) -> CampaignReport:
+    def _opt_outs(self) -> OptOuts:
+        lists = [self.suppression_list]
+        if self.suppression_sql:
+            lists.append(first_column(self.suppression_conn_id, self.suppression_sql))
+        opted_out = opt_outs(
+            lists, default_region=self.default_region, number_check=self.number_check
+        )
+        if opted_out.unusable:
+            self.log.warning(
+                "%d opt-out entr(ies) are not usable phone numbers and suppress nothing",
+                opted_out.unusable,
+            )
+        return opted_out
+
+    def _hold(self, now: datetime):
+        """Which rows to keep back now: those outside their send window (None: no window)."""
+        if self.window is None:
+            return None
+        window = self.window
+        return lambda rows: ~assess(rows["phone"], window, now)["inside"].to_numpy(bool)
+
+    def _check_before_sending(self, sendable, outside, plan, now: datetime) -> None:
+        """The guards that refuse to start: budget, size, sender, windows that never open."""
+        to_send = sendable if self.outside_window == "wait" else sendable[~outside]
+        if self.max_recipients is not None and len(to_send) > self.max_recipients:
+            raise RecipientsError(
+                f"{len(to_send)} numbers would be sent, more than max_recipients="
+                f"{self.max_recipients}. Raise max_recipients or split the list; nothing was sent."
+            )
+        if self.max_segments is not None:
+            segments = plan_batches(to_send, self.batch_size).total_segments
+            if segments > self.max_segments:
+                raise RecipientsError(
+                    f"{segments} segments would be sent, more than max_segments="
+                    f"{self.max_segments} ({len(to_send)} messages in {plan.texts} distinct "
+                    "text(s)). Raise max_segments, shorten the text or split the list; nothing "
+                    "was sent."
+                )
+        if not str(self.src_number or "").strip():
+            raise RecipientsError("src_number (the SenderID) is empty; nothing was sent.")
+        if self.outside_window == "wait" and outside.any():
+            never = run_report.deferred_numbers(sendable[outside], self.window, now)
+            never = never[never["next_window_start"].isna()]
+            if len(never):
+                raise RecipientsError(
+                    f"{len(never)} number(s) are never inside send_window={self.send_window} in "
+                    f"all their time zones at once (e.g. {never['destination_number'].iloc[0]}: "
+                    f"{never['time_zone'].iloc[0]}), so outside_window='wait' would wait forever. "
+                    "Widen the window or use outside_window='skip'; nothing was sent."
+                )
+        if problem := dataframe_xcoms_unsupported():
+            raise AirflowFailException(
+                f"{problem}, and A2PSendSmsOperator pushes its outputs "
+                "as DataFrames. Install pandas<3 or upgrade to Airflow 3.3 or later. Nothing "
+                "was sent."
+            )
+
+    def _seconds_to_next_window(self, held) -> float:
+        """Seconds from now (after this pass's sending) until the first held row's window."""
+        now = window_clock.utc_now()
+        first = min(assess(held["phone"], self.window, now)["next_window_start"].dropna())
+        return max(0.0, (first - now).total_seconds())
+
+    def _send(self, valid, context, hold=None) -> CampaignReport:
         """Run the campaign, through the send ledger when there is one."""
         self.hook.check_config()
         settings = CampaignSettings(
@@ -273,6 +427,7 @@ class A2PSendSmsOperator(BaseOperator):
                     ledger=open_ledger,
                     previous=open_ledger.previous if open_ledger else None,
                     logger=self.log,
+                    hold=hold,
                 )
         except LedgerError as err:
             if report is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 
 from airflow_provider_voxsms.sms.dispatch import dispatch
@@ -77,11 +78,15 @@ def run_campaign(
     previous: pd.DataFrame | None = None,
     logger: logging.Logger = log,
     sleep: Callable[[float], None] = time.sleep,
+    hold: Callable[[pd.DataFrame], np.ndarray] | None = None,
 ) -> CampaignReport:
     """Send ``valid`` (``phone``, ``text``; one row per message) and settle every number.
 
     :param ledger: claims each batch before it is sent and records each outcome.
     :param previous: what the ledger knows of earlier tries (``SendLedger.previous``).
+    :param hold: given the rows still to send after resuming, which of them to keep back
+        (a boolean mask; they end in ``report.held``). Earlier tries' outcomes are reported
+        whatever it says, so a row sent in an earlier window stays accepted.
     """
     report = CampaignReport()
     with bulk_objects():
@@ -93,7 +98,11 @@ def run_campaign(
     if resumed.settled is not None:
         report.outcomes.append(resumed.settled)
         report.earlier = len(resumed.settled.accepted) + len(resumed.settled.failed)
-    plan = plan_batches(resumed.to_send, settings.batch_size)
+    to_send = resumed.to_send
+    if hold is not None:
+        held = np.asarray(hold(to_send), dtype=bool)
+        report.held, to_send = to_send[held], to_send[~held]
+    plan = plan_batches(to_send, settings.batch_size)
     if previous is not None and not previous.empty:
         logger.info(
             "Resuming from the send ledger: %d number(s) settled by earlier tries, %d left open "

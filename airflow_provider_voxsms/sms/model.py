@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per request
 
@@ -91,11 +92,14 @@ class CampaignReport:
     ``reconciled``: numbers an ambiguous answer left open that the history showed accepted;
     ``resent``: numbers sent again in this run (the history showed they never arrived, or
     their request was throttled past the hook's attempts); ``earlier``: numbers an earlier try
-    of the task instance had settled; ``stopped_by``: the error that stopped the run, if any.
+    of the task instance had settled; ``stopped_by``: the error that stopped the run, if any;
+    ``held``: the rows (``phone``, ``text``) kept back unsent because ``hold`` said so (outside
+    their send window), for a later run.
     """
 
     outcomes: list[BatchOutcome] = field(default_factory=list)
     stopped_by: BaseException | None = None
+    held: Any = None
     reconciled: int = 0
     resent: int = 0
     earlier: int = 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 
 from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, CampaignReport
 from airflow_provider_voxsms.sms.plan import SendPlan
 from airflow_provider_voxsms.sms.recipients import PreparedRecipients
+from airflow_provider_voxsms.sms.window import SendWindow, assess
 
 
 def failed_numbers(prepared: PreparedRecipients, report: CampaignReport | None) -> pd.DataFrame:
@@ -67,12 +70,15 @@ def summarise(
     plan: SendPlan,
     report: CampaignReport | None,
     *,
+    suppressed: int = 0,
+    outside_window: int = 0,
     dry_run: bool,
     duration_s: float,
 ) -> dict:
     """The task's small, JSON-friendly return value. Every recipient is counted once:
 
-    ``accepted + failed + not_sent + unknown + invalid + duplicates == recipients``
+    ``accepted + failed + not_sent + unknown + invalid + duplicates + suppressed +
+    outside_window == recipients``
 
     ``failed``: the API refused the number; ``not_sent``: its request never reached the API
     (a stopped run, or throttled in every settle round) and it may be sent again;
@@ -85,7 +91,10 @@ def summarise(
         "valid": len(prepared.valid),
         "invalid": len(prepared.invalid),
         "duplicates": prepared.duplicates,
+        "suppressed": suppressed,
+        "outside_window": outside_window,
         "batches": len(plan.batches),
+        "distinct_texts": plan.texts,
         "segments_planned": plan.total_segments,
         "accepted": report.total("accepted"),
         "failed": report.total("failed"),
@@ -101,6 +110,27 @@ def summarise(
     if report.stopped_by is not None:
         summary["stopped_by"] = str(report.stopped_by)
     return summary
+
+
+DEFERRED_COLUMNS = ["destination_number", "time_zone", "next_window_start"]
+
+
+def deferred_numbers(held: pd.DataFrame, window: SendWindow | None, now: datetime) -> pd.DataFrame:
+    """Rows kept back outside their send window (``DEFERRED_COLUMNS``), for a later run:
+    ``next_window_start`` is UTC ISO time, missing when the number's zones never share it."""
+    if window is None or held.empty:
+        return pd.DataFrame(columns=DEFERRED_COLUMNS)
+    judged = assess(held["phone"], window, now)
+    return pd.DataFrame(
+        {
+            "destination_number": held["phone"].astype(object).to_numpy(),
+            "time_zone": judged["time_zone"].to_numpy(),
+            "next_window_start": [
+                None if pd.isna(start) else start.isoformat()
+                for start in judged["next_window_start"]
+            ],
+        }
+    )
 
 
 def _outcomes(report: CampaignReport | None):

@@ -1,0 +1,169 @@
+"""Send windows in each recipient's local time: who may be texted now, and when the rest may.
+
+A number's time zones come from ``phonenumbers``' timezone data, as ``time_zones_for_number``
+gives them, with one shortcut: in a country whose every listed prefix has the same zones
+(Germany, the UK, France...), each number has those zones without the per-number look-up
+(~30 us), also when ``phonenumbers`` does not know the number's range. A number with several
+zones
+(a US toll-free number, a Russian mobile) is inside the window only when it is inside in all
+of them; a number with no known zone uses the window's ``fallback_zone``. Windows are
+``[start, end)`` in local wall-clock time and may cross midnight (``("21:00", "08:00")``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
+from phonenumbers.tzdata import TIMEZONE_DATA
+
+UNKNOWN_ZONE = "Etc/Unknown"  # what phonenumbers answers when it knows no zone
+_HORIZON_DAYS = 3  # window openings looked at: enough for any zone set across a DST change
+
+
+def utc_now() -> datetime:
+    """The current time; the one clock windows are judged by (tests replace it)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Local hours ``[start, end)`` in which a recipient may be texted."""
+
+    start: time
+    end: time
+    fallback_zone: str = "UTC"
+
+    @classmethod
+    def parse(cls, window, fallback_zone: str = "UTC") -> SendWindow:
+        """From ``("09:00", "20:00")`` (or ``datetime.time`` values) and a zone name.
+
+        :raises ValueError: naming what is wrong with the window or the zone.
+        """
+        if not isinstance(window, list | tuple) or len(window) != 2:
+            raise ValueError(
+                f'send_window must be (start, end) such as ("09:00", "20:00"), got {window!r}'
+            )
+        start, end = (_clock_time(value) for value in window)
+        if start == end:
+            raise ValueError(
+                f"send_window starts and ends at {start:%H:%M}: an empty window sends nothing; "
+                "leave send_window unset to send at any hour"
+            )
+        _zone(fallback_zone)
+        return cls(start, end, fallback_zone)
+
+    def inside(self, zones: tuple[str, ...], at: datetime) -> bool:
+        """Whether ``at`` is inside the window in every one of ``zones``."""
+        return all(self._inside_local(at.astimezone(_zone(zone)).time()) for zone in zones)
+
+    def next_start(self, zones: tuple[str, ...], at: datetime) -> datetime | None:
+        """The first moment at or after ``at`` inside the window in all ``zones`` (UTC), or
+        None when their windows never overlap (zones too far apart for the window)."""
+        if self.inside(zones, at):
+            return at.astimezone(UTC)
+        openings = sorted(
+            opening for zone in zones for opening in self._openings(_zone(zone), at) if opening > at
+        )
+        return next((o.astimezone(UTC) for o in openings if self.inside(zones, o)), None)
+
+    def _inside_local(self, local: time) -> bool:
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # across midnight
+
+    def _openings(self, zone: ZoneInfo, at: datetime) -> list[datetime]:
+        day = at.astimezone(zone).date()
+        return [
+            datetime.combine(day + timedelta(days=n), self.start, tzinfo=zone)
+            for n in range(-1, _HORIZON_DAYS)
+        ]
+
+
+def assess(numbers: pd.Series, window: SendWindow, now: datetime) -> pd.DataFrame:
+    """Per number (digits-only E.164): ``time_zone`` (its zones, comma-separated),
+    ``inside`` (bool) and ``next_window_start`` (UTC datetime; None when never).
+
+    Each distinct zone set is judged once, so a million numbers cost a few table look-ups.
+    """
+    zones = zones_of(numbers, window.fallback_zone)
+    codes, zone_sets = pd.factorize(zones, sort=False)
+    starts = [window.next_start(zone_set, now) for zone_set in zone_sets]
+    names = np.array([", ".join(zone_set) for zone_set in zone_sets], dtype=object)
+    start = np.array(starts + [None], dtype=object)[codes]
+    inside = np.array([s is not None and s <= now for s in starts] + [False], dtype=bool)
+    return pd.DataFrame(
+        {
+            "time_zone": names[codes],
+            "inside": inside[codes],
+            "next_window_start": pd.Series(start, index=numbers.index, dtype=object),
+        },
+        index=numbers.index,
+    )
+
+
+def zones_of(numbers: pd.Series, fallback_zone: str) -> pd.Series:
+    """The time zones (a tuple) of each digits-only E.164 number; ``(fallback_zone,)`` where
+    ``phonenumbers`` knows none. Each distinct number is looked up once."""
+    codes, distinct = pd.factorize(numbers.astype(object), sort=False)
+    zones = [_zones(str(number)) or (fallback_zone,) for number in distinct]
+    return pd.Series(pd.Series(zones, dtype=object).to_numpy()[codes], index=numbers.index)
+
+
+def _zones(number: str) -> tuple[str, ...]:
+    uniform = next((_UNIFORM[number[:n]] for n in (1, 2, 3) if number[:n] in _UNIFORM), None)
+    if uniform is not None:
+        return uniform
+    try:
+        parsed = phonenumbers.parse("+" + number)
+    except phonenumbers.NumberParseException:
+        return ()
+    return _known(phone_timezones.time_zones_for_number(parsed))
+
+
+def _known(zones) -> tuple[str, ...]:
+    return tuple(zone for zone in zones if zone != UNKNOWN_ZONE)
+
+
+def _uniform_countries() -> dict[str, tuple[str, ...]]:
+    """Country code -> its zones, for countries whose every listed prefix has the same ones."""
+    by_code: dict[str, set[tuple[str, ...]]] = {}
+    for code in map(str, phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        by_code[code] = set()
+    for prefix, zones in TIMEZONE_DATA.items():
+        code = next((prefix[:n] for n in (1, 2, 3) if prefix[:n] in by_code), None)
+        if code is not None:
+            by_code[code].add(_known(zones))
+    return {
+        code: next(iter(sets)) for code, sets in by_code.items() if len(sets) == 1 and all(sets)
+    }
+
+
+_UNIFORM = _uniform_countries()
+
+
+def _clock_time(value) -> time:
+    if isinstance(value, time):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str):
+        try:
+            return time.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f'send_window times are "HH:MM" (24-hour) or datetime.time, got {value!r}')
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/London'"
+        ) from None
