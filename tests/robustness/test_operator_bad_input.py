@@ -18,6 +18,7 @@ import math
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from string import Formatter
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,15 @@ EMULATED = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-COUNT_KEYS = ("accepted", "failed", "unknown", "invalid", "duplicates")
+COUNT_KEYS = (
+    "accepted",
+    "failed",
+    "unknown",
+    "invalid",
+    "duplicates",
+    "suppressed",
+    "outside_window",
+)
 
 
 # -- harness -------------------------------------------------------------------------------------
@@ -306,12 +315,32 @@ def test_any_recipients_send_exactly_the_valid_numbers_once(voximplant_conn, tag
         check_phones(run, tagged)
 
 
-def text_problem(text) -> str | None:
+def template_problem(text: str) -> str | None:
+    """The documented template rules for one text= given with a plain list of numbers: braces
+    must pair up, placeholders are plain names, and a list has no columns to fill them from.
+    A text without placeholders is sent as it is (``{{`` included)."""
+    try:
+        pieces = list(Formatter().parse(text))
+    except ValueError:
+        return "brace"
+    fields = [(name, spec, conv) for _, name, spec, conv in pieces if name is not None]
+    if not fields:
+        return None
+    if any(
+        not name.isidentifier() or not name.isascii() or spec or conv for name, spec, conv in fields
+    ):
+        return "plain column name"
+    return "placeholders"
+
+
+def text_problem(text, *, as_template: bool = False) -> str | None:
     """The documented text rules, written out plainly: which word the error must contain."""
     if text is None:
         return "exactly one of text="
     if not isinstance(text, str):
         return "not a string"
+    if as_template and (problem := template_problem(text)):
+        return problem
     if not text.strip():
         return "empty"
     if len(text) > 1600:
@@ -346,6 +375,11 @@ EDGE_TEXTS = [
     "\u200b",  # zero-width space: not whitespace to str.strip
     "  padded  ",
     "%s {{ ds }} &cmd=GetAccountInfo;447443332299",
+    "Hi {first_name}",  # a placeholder: a plain list of numbers has no columns
+    "Hi {a.b} {0} {x:>3} {y!r}",
+    "unpaired { brace",
+    "closing } alone",
+    "{{literal}} braces, no placeholder",
     None,
     7,
 ]
@@ -361,7 +395,7 @@ texts = st.one_of(
 def test_one_text_is_sent_verbatim_or_refused_before_sending(voximplant_conn, text):
     numbers = POOL[:3] + ["not a number", POOL[0]]
     run = execute(voximplant_conn, numbers, text=text)
-    problem = text_problem(text)
+    problem = text_problem(text, as_template=True)
     if problem is not None:
         assert_refused_before_sending(run, "text", problem)
     else:
@@ -447,7 +481,12 @@ def test_empty_recipients_succeed_with_zero_counts_and_no_request(
     } == dict.fromkeys((*COUNT_KEYS, "recipients", "batches", "valid"), 0)
     assert run.stats["requests"] == 0
     assert all(frame.empty for frame in run.ti.pushed.values())
-    assert set(run.ti.pushed) == {"failed_numbers", "accepted_numbers", "unknown_numbers"}
+    assert set(run.ti.pushed) == {
+        "failed_numbers",
+        "accepted_numbers",
+        "unknown_numbers",
+        "deferred_numbers",
+    }
 
 
 def test_an_airflow_that_cannot_store_dataframe_xcoms_fails_before_sending(
