@@ -24,6 +24,7 @@ SECTIONS = {
     "7": "send ledger overhead",
     "8": "retry of a large campaign",
     "9": "delivery reports",
+    "10": "campaign rules (templates, opt-outs, send windows)",
 }
 
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "7": lambda: scenarios.ledger_overhead(cfg, emu),
             "8": lambda: scenarios.retry_of_a_large_campaign(cfg, emu),
             "9": lambda: scenarios.delivery_reports(cfg, emu),
+            "10": lambda: scenarios.campaign_rules(cfg),
         }
         for key, step in steps.items():
             if key in only:
