@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-import numpy as np
 from airflow.configuration import conf
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
@@ -276,17 +275,18 @@ class A2PSendSmsOperator(BaseOperator):
             default_region=self.default_region,
             number_check=self.number_check,
         )
-        suppressed = self._opt_outs().matches(prepared.valid["phone"]).to_numpy()
-        sendable = prepared.valid[~suppressed]
+        valid = prepared.valid
+        opted_out = self._opt_outs()
         now = window_clock.utc_now()
-        hold = self._hold(now)
-        outside = hold(sendable) if hold else np.zeros(len(sendable), dtype=bool)
-        plan = plan_batches(sendable[~outside], self.batch_size)
+        is_outside = self._outside_window(now)
+        suppressed = opted_out.matches(valid["phone"]).to_numpy(bool)
+        outside = ~suppressed & (is_outside(valid) if is_outside else False)
+        plan = plan_batches(valid[~suppressed & ~outside], self.batch_size)
         self.log.info(
             "Prepared: %d rows -> %d valid (%d invalid, %d duplicates, %d suppressed, %d outside "
             "the send window); %d distinct text(s); %s",
             prepared.total,
-            len(prepared.valid),
+            len(valid),
             len(prepared.invalid),
             prepared.duplicates,
             int(suppressed.sum()),
@@ -300,13 +300,22 @@ class A2PSendSmsOperator(BaseOperator):
                 len(prepared.invalid),
                 "; ".join(invalid),
             )
-        self._check_before_sending(sendable, outside, plan, now)
+        self._check_before_sending(valid[~suppressed], outside[~suppressed], plan, now)
+
+        def hold(rows):
+            """Rows not to send now: opted out, or outside their window. Applied after the
+            ledger's resume, so what an earlier pass or try settled keeps its outcome."""
+            held = opted_out.matches(rows["phone"]).to_numpy(bool)
+            return held | is_outside(rows) if is_outside else held
 
         report = None
-        if not self.dry_run and len(sendable):
-            report = self._send(sendable, context, hold)
-        held = sendable[outside] if report is None else report.held
-        held = held if held is not None else sendable.iloc[:0]
+        if not self.dry_run and len(valid):
+            report = self._send(valid, context, hold)
+            kept_back = report.held
+            suppressed = opted_out.matches(kept_back["phone"]).to_numpy(bool)
+            held = kept_back[~suppressed]
+        else:
+            held = valid[outside]
         waiting = self.outside_window == "wait" and not self.dry_run and len(held)
         if waiting and report.stopped_by is None:
             return self._seconds_to_next_window(held)
@@ -340,6 +349,12 @@ class A2PSendSmsOperator(BaseOperator):
         opted_out = opt_outs(
             lists, default_region=self.default_region, number_check=self.number_check
         )
+        if opted_out.unusable and not len(opted_out.numbers):
+            raise RecipientsError(
+                f"None of the {opted_out.unusable} opt-out entries is a usable phone number, so "
+                "suppression would do nothing: check suppression_list / suppression_sql (a "
+                "DataFrame's 'phone' column is used, else its first column); nothing was sent."
+            )
         if opted_out.unusable:
             self.log.warning(
                 "%d opt-out entr(ies) are not usable phone numbers and suppress nothing",
@@ -347,8 +362,8 @@ class A2PSendSmsOperator(BaseOperator):
             )
         return opted_out
 
-    def _hold(self, now: datetime):
-        """Which rows to keep back now: those outside their send window (None: no window)."""
+    def _outside_window(self, now: datetime):
+        """Which rows are outside their send window at ``now`` (None: no window)."""
         if self.window is None:
             return None
         window = self.window
@@ -470,7 +485,12 @@ class A2PSendSmsOperator(BaseOperator):
     def _check_failed_ratio(self, summary: dict) -> None:
         if self.fail_on_failed_ratio is None:
             return
-        considered = summary["recipients"] - summary["duplicates"]
+        considered = (
+            summary["recipients"]
+            - summary["duplicates"]
+            - summary["suppressed"]
+            - summary["outside_window"]
+        )
         refused = summary["failed"] + summary["not_sent"] + summary["invalid"]
         ratio = refused / considered if considered else 0.0
         if ratio > self.fail_on_failed_ratio:

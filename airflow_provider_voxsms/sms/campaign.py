@@ -98,10 +98,7 @@ def run_campaign(
     if resumed.settled is not None:
         report.outcomes.append(resumed.settled)
         report.earlier = len(resumed.settled.accepted) + len(resumed.settled.failed)
-    to_send = resumed.to_send
-    if hold is not None:
-        held = np.asarray(hold(to_send), dtype=bool)
-        report.held, to_send = to_send[held], to_send[~held]
+    to_send = _keep_back(resumed.to_send, hold, report)
     plan = plan_batches(to_send, settings.batch_size)
     if previous is not None and not previous.empty:
         logger.info(
@@ -177,13 +174,26 @@ def run_campaign(
             len(unsent),
             len(again),
         )
-        report.resent += len(again)
         open_numbers, unsent = [], []
-        frame = pd.DataFrame(again, columns=["phone", "text"])
+        frame = _keep_back(pd.DataFrame(again, columns=["phone", "text"]), hold, report)
+        report.resent += len(frame)
         batches = plan_batches(frame, settings.batch_size).batches
 
     report.outcomes.extend(_still_open(open_numbers, unsent))
     return report
+
+
+def _keep_back(
+    rows: pd.DataFrame, hold: Callable[[pd.DataFrame], np.ndarray] | None, report: CampaignReport
+) -> pd.DataFrame:
+    """The rows to send; those ``hold`` keeps back go to ``report.held`` (also when a settle
+    round would send a number again: a window that closed holds it too)."""
+    if hold is None:
+        return rows
+    held = np.asarray(hold(rows), dtype=bool) if len(rows) else np.zeros(0, dtype=bool)
+    kept = rows[held][["phone", "text"]]
+    report.held = kept if report.held is None else pd.concat([report.held, kept])
+    return rows[~held]
 
 
 def _settled_part(

@@ -320,20 +320,21 @@ def _columns(
                 f"{first} is {type(recipients[first]).__name__}); use one kind"
             )
         return _dict_columns(recipients, phone_column, text_column, placeholders)
-    if isinstance(recipients, pd.Series | list | tuple) and placeholders:
+    if isinstance(recipients, pd.Series | list | tuple) and placeholders and len(recipients):
         raise RecipientsError(
             f"text has placeholders {_braced(placeholders)}, but recipients is a "
             f"{type(recipients).__name__} of numbers with no columns to fill them from; pass a "
             "DataFrame or a list of dicts"
         )
+    no_cells = pd.DataFrame(columns=placeholders)  # reached with placeholders only when empty
     if isinstance(recipients, pd.Series):
         _no_text_column(text_column, "a Series")
-        return recipients.reset_index(drop=True), None, pd.DataFrame()
+        return recipients.reset_index(drop=True), None, no_cells
     if isinstance(recipients, list | tuple):
         if recipients:
             _no_text_column(text_column, "a list of phone numbers")
         texts = None if text_column is None else pd.Series([], dtype=object)  # [] only here
-        return pd.Series(list(recipients), dtype=object), texts, pd.DataFrame()
+        return pd.Series(list(recipients), dtype=object), texts, no_cells
     hint = "; wrap a single number in a list" if isinstance(recipients, str | int | float) else ""
     raise RecipientsError(f"recipients must be {ACCEPTED}; got {type(recipients).__name__}{hint}")
 

@@ -98,7 +98,16 @@ def _cell_texts(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_float_dtype(values.dtype):
         whole = values.notna() & (values % 1 == 0) & (values.abs() < 2**53)
         as_text = as_text.mask(whole, values[whole].astype("int64").astype(object))
+    elif values.dtype == object:  # cells of any type (a list of dicts): the same rule per cell
+        cells = [_whole_float_as_int(v) for v in as_text.to_numpy()]  # map() would re-infer
+        as_text = pd.Series(cells, index=values.index, dtype=object)
     missing = pd.isna(as_text).to_numpy(bool) if len(as_text) else np.zeros(0, bool)
     text = pd.Series(as_text.where(~missing, "").map(str, na_action=None), dtype=_STR)
     blank = missing | (text.str.strip() == "").to_numpy(bool)
     return text.reset_index(drop=True).set_axis(values.index), blank
+
+
+def _whole_float_as_int(value):
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value

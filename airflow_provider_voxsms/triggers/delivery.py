@@ -141,7 +141,10 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
 
     async def load_ids(self) -> list[int]:
         """The followed ids, read from the XCom ``ids_xcom`` names."""
-        encoded = await read_xcom(**self.ids_xcom)
+        try:
+            encoded = await read_xcom(**self.ids_xcom)
+        except Exception as err:  # the API server's answer, as the Task SDK raises it
+            raise LookupError(f"Reading XCom {self.ids_xcom} failed: {err}") from None
         if not isinstance(encoded, str):
             raise LookupError(
                 f"The message ids to follow are not in XCom {self.ids_xcom}; the task pushes "

@@ -412,3 +412,50 @@ def test_opt_outs_can_come_from_an_xcomarg_of_a_dataframe(voximplant_conn, run_d
     summary = xcom(run_dag(dag)["send"])
     assert summary["suppressed"] == 1 and summary["accepted"] == 2
     assert (UK[1], "Hello") not in sent(voximplant_conn)
+
+
+def test_a_number_sent_before_it_opted_out_stays_accepted_on_a_rerun(
+    voximplant_conn, voxsms_db, run_dag
+):
+    """Opt-outs are applied after the ledger's resume: what an earlier try sent keeps its
+    outcome (accepted, followed by delivery reports), and nothing is sent twice."""
+    run_dag(one_task_dag("voxsms_test_opt_out_later", UK[:3], ledger_conn_id=voxsms_db))
+    dag = one_task_dag(
+        "voxsms_test_opt_out_later",
+        UK[:4],
+        ledger_conn_id=voxsms_db,
+        suppression_list=[UK[0], UK[3]],
+    )
+    tis = run_dag(dag)  # the same DAG run again: the send ledger knows UK[0..2]
+    summary = xcom(tis["send"])
+    assert (summary["accepted"], summary["earlier"], summary["suppressed"]) == (3, 3, 1)
+    adds_up(summary)
+    assert sent(voximplant_conn) == Counter({(n, "Hello"): 1 for n in UK[:3]})
+    assert UK[0] in set(xcom(tis["send"], "accepted_numbers")["destination_number"])
+
+
+def test_template_edge_cases_empty_input_and_whole_floats_in_dicts(voximplant_conn):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class TI:
+        pushed: dict = field(default_factory=dict)
+
+        def xcom_push(self, key, value):
+            self.pushed[key] = value
+
+    empty = A2PSendSmsOperator(task_id="s", recipients=[], text="Hi {name}", src_number="S")
+    summary = empty.execute({"ti": TI()})
+    assert summary["recipients"] == 0 and summary["accepted"] == 0
+    rows = [{"phone": UK[0], "code": 1234.0}, {"phone": UK[1], "code": 7.5}]
+    A2PSendSmsOperator(
+        task_id="s", recipients=rows, text="Code {code}", src_number="VoxDemo"
+    ).execute({"ti": TI()})
+    assert set(sent(voximplant_conn)) == {(UK[0], "Code 1234"), (UK[1], "Code 7.5")}
+
+
+def test_an_opt_out_list_with_no_usable_number_fails_before_sending(voximplant_conn, run_dag):
+    opt_outs = pd.DataFrame({"customer_id": ["c1", "c2"], "msisdn": UK[:2]})  # no phone column
+    dag = one_task_dag("voxsms_test_opt_outs_unusable", UK[:3], suppression_list=opt_outs)
+    assert run_dag(dag)["send"].state == "failed"
+    assert voximplant_conn.state.stats_snapshot()["requests"] == 0
