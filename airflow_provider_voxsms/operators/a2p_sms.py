@@ -35,6 +35,10 @@ from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
 from airflow_provider_voxsms.sms.window import SendWindow, assess
 from airflow_provider_voxsms.sql import first_column
 
+# Output rows per XCom above which the task warns: a million-row XCom is a million-row blob in
+# the metadata database, read again by every downstream task that pulls it.
+XCOM_ROWS_WARNING = 100_000
+
 
 class A2PSendSmsOperator(BaseOperator):
     """Send an A2P SMS to every valid recipient once, in batches of at most 100, concurrently.
@@ -330,10 +334,22 @@ class A2PSendSmsOperator(BaseOperator):
             duration_s=time.monotonic() - started,
         )
         ti = context["ti"]
-        ti.xcom_push(key="failed_numbers", value=run_report.failed_numbers(prepared, report))
-        ti.xcom_push(key="accepted_numbers", value=run_report.accepted_numbers(report))
-        ti.xcom_push(key="unknown_numbers", value=run_report.unknown_numbers(report))
-        ti.xcom_push(key="deferred_numbers", value=deferred)
+        outputs = {
+            "failed_numbers": run_report.failed_numbers(prepared, report),
+            "accepted_numbers": run_report.accepted_numbers(report),
+            "unknown_numbers": run_report.unknown_numbers(report),
+            "deferred_numbers": deferred,
+        }
+        big = {key: len(frame) for key, frame in outputs.items() if len(frame) > XCOM_ROWS_WARNING}
+        if big:
+            self.log.warning(
+                "XCom(s) %s hold more than %d rows each: Airflow's metadata database is not made "
+                "for that. Split the campaign into shards (dags/voxsms_sharded_campaign.py).",
+                big,
+                XCOM_ROWS_WARNING,
+            )
+        for key, frame in outputs.items():
+            ti.xcom_push(key=key, value=frame)
         self.log.info("Result: %s", summary)
 
         if report is not None and report.stopped_by is not None:

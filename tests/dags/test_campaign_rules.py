@@ -459,3 +459,18 @@ def test_an_opt_out_list_with_no_usable_number_fails_before_sending(voximplant_c
     dag = one_task_dag("voxsms_test_opt_outs_unusable", UK[:3], suppression_list=opt_outs)
     assert run_dag(dag)["send"].state == "failed"
     assert voximplant_conn.state.stats_snapshot()["requests"] == 0
+
+
+def test_outputs_past_the_xcom_size_warn_once(voximplant_conn, monkeypatch, capfd):
+    import airflow_provider_voxsms.operators.a2p_sms as module
+
+    monkeypatch.setattr(module, "XCOM_ROWS_WARNING", 2)
+
+    class TI:
+        def xcom_push(self, key, value):
+            pass
+
+    op = A2PSendSmsOperator(task_id="s", recipients=UK[:3], text="Hello", src_number="VoxDemo")
+    op.execute({"ti": TI()})
+    warnings = [line for line in capfd.readouterr().out.splitlines() if "metadata database" in line]
+    assert len(warnings) == 1 and "'accepted_numbers': 3" in warnings[0]
