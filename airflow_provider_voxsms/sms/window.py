@@ -80,10 +80,23 @@ class SendWindow:
 
     def _openings(self, zone: ZoneInfo, at: datetime) -> list[datetime]:
         day = at.astimezone(zone).date()
-        return [
-            datetime.combine(day + timedelta(days=n), self.start, tzinfo=zone)
-            for n in range(-1, _HORIZON_DAYS)
-        ]
+        return [self._opening(day + timedelta(days=n), zone) for n in range(-1, _HORIZON_DAYS)]
+
+    def _opening(self, day, zone: ZoneInfo) -> datetime:
+        """When the window opens on ``day`` in ``zone`` (UTC). A start the clocks skip on a
+        spring-forward day opens the window at the change, the first moment past it."""
+        local = datetime.combine(day, self.start, tzinfo=zone)
+        first = local.replace(fold=0).astimezone(UTC)  # the earlier of a repeated hour
+        if first.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+            return first
+        low, high = local.replace(fold=1).astimezone(UTC), first  # the gap lies between
+        while high - low > timedelta(seconds=1):
+            middle = low + (high - low) / 2
+            if middle.astimezone(zone).time() >= self.start:
+                high = middle
+            else:
+                low = middle
+        return high.replace(microsecond=0)
 
 
 def assess(numbers: pd.Series, window: SendWindow, now: datetime) -> pd.DataFrame:
