@@ -307,10 +307,13 @@ class A2PSendSmsOperator(BaseOperator):
         self._check_before_sending(valid[~suppressed], outside[~suppressed], plan, now)
 
         def hold(rows):
-            """Rows not to send now: opted out, or outside their window. Applied after the
-            ledger's resume, so what an earlier pass or try settled keeps its outcome."""
+            """Rows not to send now: opted out, or outside their window at this moment (a
+            settle round's re-sends are judged when they go). Applied after the ledger's
+            resume, so what an earlier pass or try settled keeps its outcome."""
             held = opted_out.matches(rows["phone"]).to_numpy(bool)
-            return held | is_outside(rows) if is_outside else held
+            if self.window is None:
+                return held
+            return held | self._outside_window(window_clock.utc_now())(rows)
 
         report = None
         if not self.dry_run and len(valid):

@@ -227,3 +227,25 @@ def test_resume_tells_texts_apart_when_the_ledger_keyed_one_text_by_number():
     assert resumed.to_send["text"].tolist() == ["bye"], "the other text is still to send"
     only_other = resume(frame([NUMBERS[0]], text="bye"), earlier, settle_delay_s=0)
     assert only_other.settled is None and len(only_other.to_send) == 1
+
+
+def test_hold_keeps_rows_back_and_judges_a_settle_rounds_re_sends_when_they_go():
+    """The first request's numbers never arrived (reset); by the settle round their window
+    has closed, so they are held back (``report.held``), not re-sent; held rows from the start
+    are never sent; the counts cover every row."""
+    api = FakeApi(once(1, "reset"))
+    closed = []  # set once the first pass is planned: the window closes before the re-send
+
+    def hold(rows):
+        mask = rows["phone"].isin(NUMBERS[200:]).to_numpy()
+        if closed:
+            mask = mask | True
+        closed.append(True)
+        return mask
+
+    settings = CampaignSettings(src_number="VoxDemo", settle_delay_s=0.0, max_concurrency=1)
+    report = run_campaign(frame(), api, settings, hold=hold)
+    held = set(report.held["phone"])
+    assert set(NUMBERS[200:]) <= held and set(NUMBERS[:100]) <= held
+    assert report.resent == 0 and set(api.sent()) == set(NUMBERS[100:200])
+    assert report.total("accepted") + len(report.held) == len(NUMBERS)
