@@ -691,15 +691,15 @@ def campaign_rules(cfg: Config) -> list[Row]:
         ),
         Row(
             "10",
-            f"send window: judge {n:,} UK numbers (several zones by prefix: looked up each)",
+            f"send window: judge {n:,} UK numbers (zones by prefix and number type)",
             window_uk,
-            note="phonenumbers' time_zones_for_number per distinct number, ~30 us each",
+            note="time_zones_for_number's answer, a country at a time (recipients.number_types)",
         ),
         Row(
             "10",
             f"send window: judge {n:,} German numbers (one zone for the whole country)",
             window_de,
-            note="the one-zone shortcut: no per-number look-up",
+            note="the same code path as the UK's",
         ),
     ]
 

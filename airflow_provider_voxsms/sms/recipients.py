@@ -775,6 +775,83 @@ def _valid(nsn: pd.Series, plan: _Plan) -> np.ndarray:
     return out
 
 
+_KIND = phonenumbers.PhoneNumberType
+_TYPE_ORDER = (  # _number_type_helper's order before the fixed-line and mobile checks
+    ("premium_rate", _KIND.PREMIUM_RATE),
+    ("toll_free", _KIND.TOLL_FREE),
+    ("shared_cost", _KIND.SHARED_COST),
+    ("voip", _KIND.VOIP),
+    ("personal_number", _KIND.PERSONAL_NUMBER),
+    ("pager", _KIND.PAGER),
+    ("uan", _KIND.UAN),
+    ("voicemail", _KIND.VOICEMAIL),
+)
+
+
+def number_types(numbers: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``phonenumbers.number_type`` of digits-only E.164 numbers, a country at a time: the
+    calling code of each (0 for none) and its ``PhoneNumberType``. Numbers phonenumbers would
+    read differently (a national prefix after the code) go through phonenumbers itself."""
+    digits = pd.Series(numbers.astype(object).to_numpy(), dtype=object).astype(str)
+    codes = digits.str.slice(0, 3).map(_CODE_OF_HEAD).fillna(0).to_numpy(np.int64)
+    kinds = np.full(len(digits), _KIND.UNKNOWN, dtype=np.int64)
+    for code in np.unique(codes[codes > 0]).tolist():
+        rows = np.flatnonzero(codes == code)
+        nsn = digits.iloc[rows].str.slice(len(str(code)))
+        plan = _plan(code)
+        slow = _starts_with_national_prefix(nsn, plan)
+        kinds[rows[~slow]] = _types(nsn[~slow], plan)
+        kinds[rows[slow]] = [
+            phonenumbers.number_type(phonenumbers.parse("+" + n)) for n in digits.iloc[rows[slow]]
+        ]
+    return codes, kinds
+
+
+def _types(nsn: pd.Series, plan: _Plan) -> np.ndarray:
+    """``number_type`` for a column of one calling code, with the region picked as
+    ``region_code_for_number`` does (leading digits, else the first region the number fits)."""
+    if len(plan.regions) == 1:
+        meta = _metadata(plan.code, plan.regions[0])
+        return _type_helper(nsn, meta) if meta else np.full(len(nsn), _KIND.UNKNOWN)
+    out = np.full(len(nsn), _KIND.UNKNOWN, dtype=np.int64)
+    todo = np.arange(len(nsn))
+    for region in plan.regions:
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if meta is None or not len(todo):
+            continue
+        if meta.leading_digits is not None:
+            mine = nsn.iloc[todo].str.match(f"(?:{meta.leading_digits})").to_numpy(bool)
+            out[todo[mine]] = _type_helper(nsn.iloc[todo[mine]], meta)
+        else:
+            kinds = _type_helper(nsn.iloc[todo], meta)
+            mine = kinds != _KIND.UNKNOWN
+            out[todo[mine]] = kinds[mine]
+        todo = todo[~mine]
+    return out
+
+
+def _type_helper(nsn: pd.Series, meta) -> np.ndarray:
+    """phonenumbers' ``_number_type_helper`` for a column."""
+    size = nsn.str.len().to_numpy(np.int64)
+    out = np.full(len(nsn), _KIND.UNKNOWN, dtype=np.int64)
+    todo = np.flatnonzero(_fits_desc(nsn, size, meta.general_desc))
+    for name, kind in _TYPE_ORDER:
+        if not len(todo):
+            return out
+        hit = _fits_desc(nsn.iloc[todo], size[todo], getattr(meta, name))
+        out[todo[hit]] = kind
+        todo = todo[~hit]
+    fixed = _fits_desc(nsn.iloc[todo], size[todo], meta.fixed_line)
+    if meta.same_mobile_and_fixed_line_pattern:
+        out[todo[fixed]] = _KIND.FIXED_LINE_OR_MOBILE
+        return out
+    mobile = _fits_desc(nsn.iloc[todo], size[todo], meta.mobile)
+    out[todo[fixed & mobile]] = _KIND.FIXED_LINE_OR_MOBILE
+    out[todo[fixed & ~mobile]] = _KIND.FIXED_LINE
+    out[todo[~fixed & mobile]] = _KIND.MOBILE
+    return out
+
+
 def _in_a_range(nsn: pd.Series, meta) -> np.ndarray:
     """Rows of a number type of the region (phonenumbers' ``_number_type_helper`` != UNKNOWN)."""
     size = nsn.str.len().to_numpy(np.int64)

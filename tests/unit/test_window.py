@@ -3,6 +3,7 @@ match phonenumbers' own answer for every region's example numbers."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -10,6 +11,7 @@ import phonenumbers
 import pytest
 from phonenumbers import timezone as phone_timezones
 
+from airflow_provider_voxsms.sms.recipients import number_types
 from airflow_provider_voxsms.sms.window import UNKNOWN_ZONE, SendWindow, assess, zones_of
 
 
@@ -60,19 +62,36 @@ def test_bad_windows_say_what_is_wrong(window, words):
         SendWindow.parse(window)
 
 
-def test_zones_are_phonenumbers_answer_for_every_regions_example_numbers():
-    numbers, expected = [], []
+def _numbers_of_every_region() -> list[str]:
+    """Every region's example number of every type, and variants with random last digits (in
+    and out of the ranges in use), digits-only E.164."""
+    rng = random.Random(7)
+    numbers = []
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+        for kind in range(11):  # every PhoneNumberType with examples
             example = phonenumbers.example_number_for_type(region, kind)
             if example is None:
                 continue
-            zones = phone_timezones.time_zones_for_number(example)
-            numbers.append(phonenumbers.format_number(example, 0)[1:])  # E.164 without "+"
-            expected.append(tuple(z for z in zones if z != UNKNOWN_ZONE) or ("UTC",))
+            digits = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)[1:]
+            numbers.append(digits)
+            for _ in range(4):
+                k = rng.randint(1, 4)
+                numbers.append(digits[:-k] + "".join(rng.choice("0123456789") for _ in range(k)))
+    return list(dict.fromkeys(numbers))
+
+
+def test_types_and_zones_are_phonenumbers_answer_for_numbers_of_every_region():
+    numbers = _numbers_of_every_region()
+    parsed = [phonenumbers.parse("+" + n) for n in numbers]
+    _, kinds = number_types(pd.Series(numbers))
+    assert kinds.tolist() == [phonenumbers.number_type(p) for p in parsed]
+    expected = [
+        tuple(z for z in phone_timezones.time_zones_for_number(p) if z != UNKNOWN_ZONE) or ("UTC",)
+        for p in parsed
+    ]
     got = zones_of(pd.Series(numbers), "UTC").tolist()
     wrong = [(n, e, g) for n, e, g in zip(numbers, expected, got, strict=True) if e != g]
-    assert len(numbers) > 400 and not wrong, wrong[:5]
+    assert len(numbers) > 4000 and not wrong, wrong[:5]
 
 
 def test_assess_reports_zone_inside_and_next_start_per_number():
