@@ -75,3 +75,37 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
 def run_dag(airflow_db):
     """``run_dag_once`` for tests, with the metadata DB ready."""
     return run_dag_once
+
+
+# -- a failure's innermost causes, at the very end of the output ------------------------------
+# CI shows the head and the tail of a run. A Hypothesis FlakyFailure or an exception group
+# prints its sub-exceptions in the middle, after a long falsifying example; this repeats the
+# innermost errors, shortened, after the summary.
+
+_ROOT_CAUSES: dict[str, list[str]] = {}
+
+
+def _innermost(error: BaseException, depth: int = 0) -> list[BaseException]:
+    inner = getattr(error, "exceptions", None)
+    if inner and depth < 5:
+        return [leaf for sub in inner for leaf in _innermost(sub, depth + 1)]
+    return [error]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and call.excinfo is not None:
+        leaves = _innermost(call.excinfo.value)
+        _ROOT_CAUSES[item.nodeid] = [
+            f"{type(leaf).__name__}: {' '.join(str(leaf).split())[:600]}" for leaf in leaves[:3]
+        ]
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ROOT_CAUSES:
+        terminalreporter.section("innermost errors of the failures")
+        for nodeid, causes in _ROOT_CAUSES.items():
+            for cause in causes:
+                terminalreporter.write_line(f"{nodeid}: {cause}")
