@@ -563,18 +563,6 @@ def _junk_reason(before: str, value: str) -> str:
 # or transforms it: "+44 0 7443 332212", "+54 ...").
 
 _POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
-_TYPES = (  # every PhoneNumberDesc that makes a number valid (_number_type_helper's list)
-    "mobile",
-    "fixed_line",
-    "premium_rate",
-    "toll_free",
-    "shared_cost",
-    "voip",
-    "personal_number",
-    "pager",
-    "uan",
-    "voicemail",
-)
 
 
 def _head_codes() -> dict[str, int]:
@@ -705,7 +693,8 @@ def _check_country(
     reasons[where[odd]] = [_length_reason(n) for n in size[odd].tolist()]
     if check == "valid":
         ok = fits & ~odd
-        reasons[where[ok][~_valid(nsn[ok], plan)]] = _invalid_reason(plan)
+        unknown = _types(nsn[ok], plan) == _KIND.UNKNOWN  # is_valid_number: a known type
+        reasons[where[ok][unknown]] = _invalid_reason(plan)
     return reparsed
 
 
@@ -751,27 +740,6 @@ def _fits_general(nsn: pd.Series, patterns: tuple[re.Pattern, ...]) -> np.ndarra
         hit = _fullmatch(nsn.iloc[todo], pattern.pattern)
         out[todo[hit]] = True
         todo = todo[~hit]
-    return out
-
-
-def _valid(nsn: pd.Series, plan: _Plan) -> np.ndarray:
-    """``phonenumbers.is_valid_number`` for a column: the region is picked as
-    ``region_code_for_number`` does (leading digits, else the first region the number fits)."""
-    if len(plan.regions) == 1:
-        return _in_a_range(nsn, _metadata(plan.code, plan.regions[0]))
-    out = np.zeros(len(nsn), dtype=bool)
-    todo = np.arange(len(nsn))
-    for region in plan.regions:
-        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
-        if meta is None or not len(todo):
-            continue
-        if meta.leading_digits is not None:
-            mine = nsn.iloc[todo].str.match(f"(?:{meta.leading_digits})").to_numpy(bool)
-            out[todo[mine]] = _in_a_range(nsn.iloc[todo[mine]], meta)
-        else:
-            mine = _in_a_range(nsn.iloc[todo], meta)
-            out[todo[mine]] = True
-        todo = todo[~mine]
     return out
 
 
@@ -849,23 +817,6 @@ def _type_helper(nsn: pd.Series, meta) -> np.ndarray:
     out[todo[fixed & mobile]] = _KIND.FIXED_LINE_OR_MOBILE
     out[todo[fixed & ~mobile]] = _KIND.FIXED_LINE
     out[todo[~fixed & mobile]] = _KIND.MOBILE
-    return out
-
-
-def _in_a_range(nsn: pd.Series, meta) -> np.ndarray:
-    """Rows of a number type of the region (phonenumbers' ``_number_type_helper`` != UNKNOWN)."""
-    size = nsn.str.len().to_numpy(np.int64)
-    out = _fits_desc(nsn, size, meta.general_desc)
-    todo = np.flatnonzero(out)
-    out[:] = False
-    for name in _TYPES:
-        if not len(todo):
-            break
-        if name == "mobile" and meta.same_mobile_and_fixed_line_pattern:
-            continue  # phonenumbers checks the fixed-line pattern only
-        hit = _fits_desc(nsn.iloc[todo], size[todo], getattr(meta, name))
-        out[todo[hit]] = True
-        todo = todo[~hit]
     return out
 
 
