@@ -121,6 +121,11 @@ class TaskInstanceKey:
         return cls(ti.dag_id, ti.run_id, ti.task_id, int(getattr(ti, "map_index", -1)))
 
     @property
+    def columns(self) -> tuple[str, str, str, int]:
+        """The key as the values of ``sql.TASK_KEY_COLUMNS``."""
+        return (self.dag_id, self.run_id, self.task_id, self.map_index)
+
+    @property
     def digest(self) -> str:
         raw = "\x1f".join((self.dag_id, self.run_id, self.task_id, str(self.map_index)))
         return hashlib.sha256(raw.encode()).hexdigest()[:32]

@@ -65,6 +65,7 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
         for table in (
             "sms_failed_numbers",
             "sms_delivery_status",
+            "voxsms_results_outcomes",
             *(f"voxsms_send_ledger{s}" for s in ("_leases", "_claims", "_outcomes")),
         ):
             db_api_hook("voxsms_db").run(f"DROP TABLE IF EXISTS {table}")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from airflow.configuration import conf
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
@@ -25,12 +28,16 @@ from airflow_provider_voxsms.errors import (
 )
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
 from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
+from airflow_provider_voxsms.results import XCOM_OUTCOMES, ResultsTable, outcomes_table
 from airflow_provider_voxsms.sms import report as run_report
 from airflow_provider_voxsms.sms import window as window_clock
-from airflow_provider_voxsms.sms.campaign import CampaignSettings, run_campaign
+from airflow_provider_voxsms.sms.campaign import CampaignSettings, run_campaign, stopped_before
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE, CampaignReport
 from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.recipients import prepare_recipients
+from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS
+from airflow_provider_voxsms.sms.seen import SeenKeys, pair_keys, text_keys
+from airflow_provider_voxsms.sms.source import DEFAULT_CHUNK_ROWS, recipient_chunks
 from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
 from airflow_provider_voxsms.sms.window import SendWindow, assess
 from airflow_provider_voxsms.sql import first_column
@@ -38,6 +45,27 @@ from airflow_provider_voxsms.sql import first_column
 # Output rows per XCom above which the task warns: a million-row XCom is a million-row blob in
 # the metadata database, read again by every downstream task that pulls it.
 XCOM_ROWS_WARNING = 100_000
+
+
+@dataclass
+class _PassState:
+    """What one pass over the recipients carries from chunk to chunk."""
+
+    opted_out: OptOuts
+    now: datetime
+    seen: SeenKeys | None  # (number, text) pairs of earlier chunks; None: one chunk
+    texts: SeenKeys  # distinct texts planned
+    results: ResultsTable | None
+    ledger: SendLedger | None = None
+    stopped: BaseException | None = None
+    held: int = 0
+    next_window: datetime | None = None
+    summaries: list[dict] = field(default_factory=list)
+    outputs: dict[str, list] = field(default_factory=lambda: {key: [] for key in XCOM_OUTCOMES})
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    return np.unique(keys)
 
 
 class A2PSendSmsOperator(BaseOperator):
@@ -118,6 +146,8 @@ class A2PSendSmsOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "recipients",
+        "recipients_sql",
+        "recipients_path",
         "text",
         "text_column",
         "src_number",
@@ -132,7 +162,13 @@ class A2PSendSmsOperator(BaseOperator):
         self,
         *,
         src_number: str,
-        recipients: Any,
+        recipients: Any = None,
+        recipients_sql: str | None = None,
+        recipients_conn_id: str | None = None,
+        recipients_path: str | None = None,
+        recipients_chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        results_conn_id: str | None = None,
+        results_table_prefix: str = "voxsms_results",
         text: str | None = None,
         text_column: str | None = None,
         phone_column: str = "phone",
@@ -163,6 +199,26 @@ class A2PSendSmsOperator(BaseOperator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        sources = [recipients is not None, recipients_sql is not None, recipients_path is not None]
+        if sum(sources) != 1:
+            raise ValueError(
+                f"{self.task_id}: give exactly one of recipients= (rows or an XComArg), "
+                "recipients_sql= (with recipients_conn_id) or recipients_path= (CSV or Parquet)."
+            )
+        if (recipients_sql is None) != (recipients_conn_id is None):
+            raise ValueError(
+                f"{self.task_id}: recipients_sql and recipients_conn_id go together (the query "
+                "and the connection it runs on)."
+            )
+        if isinstance(recipients_chunk_rows, bool) or recipients_chunk_rows < 1:
+            raise ValueError(
+                f"{self.task_id}: recipients_chunk_rows must be >= 1, got {recipients_chunk_rows}."
+            )
+        if results_conn_id is not None:
+            try:
+                outcomes_table(results_table_prefix)
+            except ValueError as err:
+                raise ValueError(f"{self.task_id}: results_table_prefix: {err}") from None
         if (text is None) == (text_column is None):
             raise ValueError(
                 f"{self.task_id}: give exactly one of text= (one message for all) or "
@@ -220,6 +276,12 @@ class A2PSendSmsOperator(BaseOperator):
         self.max_segments = max_segments
         self.src_number = src_number
         self.recipients = recipients
+        self.recipients_sql = recipients_sql
+        self.recipients_conn_id = recipients_conn_id
+        self.recipients_path = recipients_path
+        self.recipients_chunk_rows = recipients_chunk_rows
+        self.results_conn_id = results_conn_id
+        self.results_table_prefix = results_table_prefix
         self.text = text
         self.text_column = text_column
         self.phone_column = phone_column
@@ -268,27 +330,112 @@ class A2PSendSmsOperator(BaseOperator):
         time.sleep(seconds)
 
     def _execute(self, context) -> dict | float:
-        """One pass: prepare, filter, send what may be sent now. Returns the summary, or (in
-        ``outside_window="wait"`` mode) the seconds until the next window opens for the rest."""
+        """One pass over the recipients, a chunk at a time: prepare, filter, send what may be
+        sent now. Returns the summary, or (in ``outside_window="wait"`` mode) the seconds until
+        the next window opens for the rows still held back."""
         started = time.monotonic()
+        self._check_static()
+        opted_out = self._opt_outs()
+        now = window_clock.utc_now()
+        streamed = self._streamed
+        if streamed and self._needs_totals:  # guards that need the whole input: read it once
+            self._check_totals(*self._totals_of(self._chunks(), opted_out, now))
+        results = (
+            ResultsTable(
+                self.results_conn_id,
+                self.results_table_prefix,
+                TaskInstanceKey.from_context(context).columns,
+            )
+            if self.results_conn_id
+            else None
+        )
+        state = _PassState(
+            opted_out=opted_out,
+            now=now,
+            seen=SeenKeys() if streamed else None,
+            texts=SeenKeys(),
+            results=results,
+        )
+        ledger = self._ledger(context) if not self.dry_run else nullcontext(None)
+        try:
+            with ledger as state.ledger, results or nullcontext():
+                for chunk in self._chunks():
+                    self._pass_chunk(chunk, state, check_totals=not streamed)
+        except LedgerError as err:  # the ledger's last commit failed after the sending
+            if not state.summaries:
+                raise
+            state.stopped = state.stopped or err
+        if self._waiting(state):
+            return max(0.0, (state.next_window - window_clock.utc_now()).total_seconds())
+
+        summary = run_report.add_up(state.summaries, dry_run=self.dry_run)
+        summary["distinct_texts"] = len(state.texts)
+        summary["duration_s"] = round(time.monotonic() - started, 3)
+        if state.stopped is not None:
+            summary["stopped_by"] = str(state.stopped)
+        self._push_outputs(context["ti"], state, summary)
+        self.log.info("Result: %s", summary)
+
+        if state.stopped is not None:
+            self._fail_after_stop(state.stopped, summary)
+        self._check_unknown(summary)
+        self._check_failed_ratio(summary)
+        return summary
+
+    @property
+    def _streamed(self) -> bool:
+        return self.recipients_sql is not None or self.recipients_path is not None
+
+    @property
+    def _needs_totals(self) -> bool:
+        return (
+            self.max_recipients is not None
+            or self.max_segments is not None
+            or (self.outside_window == "wait" and self.window is not None)
+        )
+
+    def _chunks(self) -> Iterator[Any]:
+        """The recipients as given (one chunk), or read from SQL or files in chunks."""
+        if not self._streamed:
+            return iter([self.recipients])
+        return recipient_chunks(
+            sql=self.recipients_sql,
+            conn_id=self.recipients_conn_id,
+            path=self.recipients_path,
+            chunk_rows=self.recipients_chunk_rows,
+        )
+
+    def _prepare(self, chunk, seen: SeenKeys | None):
+        """A chunk's rows normalised and checked, without copies of rows earlier chunks had."""
         prepared = prepare_recipients(
-            self.recipients,
+            chunk,
             phone_column=self.phone_column,
             text=self.text,
             text_column=self.text_column,
             default_region=self.default_region,
             number_check=self.number_check,
         )
+        if seen is not None:
+            valid = prepared.valid
+            plain_text = self.text_column is None and "{" not in (self.text or "")
+            keys = pair_keys(valid["phone"], None if plain_text else valid["text"])
+            prepared = prepared.drop_copies(seen.take(keys))
+        return prepared
+
+    def _pass_chunk(self, chunk, state: _PassState, *, check_totals: bool) -> None:
+        """Prepare one chunk, send what may be sent, and keep its counts and outcome rows."""
+        prepared = self._prepare(chunk, state.seen)
         valid = prepared.valid
-        opted_out = self._opt_outs()
-        now = window_clock.utc_now()
-        is_outside = self._outside_window(now)
-        suppressed = opted_out.matches(valid["phone"]).to_numpy(bool)
+        suppressed = state.opted_out.matches(valid["phone"]).to_numpy(bool)
+        is_outside = self._outside_window(state.now)
         outside = ~suppressed & (is_outside(valid) if is_outside else False)
         plan = plan_batches(valid[~suppressed & ~outside], self.batch_size)
+        planned = valid["text"][~suppressed & ~outside]
+        state.texts.take(_distinct(text_keys(planned)))
         self.log.info(
-            "Prepared: %d rows -> %d valid (%d invalid, %d duplicates, %d suppressed, %d outside "
-            "the send window); %d distinct text(s); %s",
+            "Prepared%s: %d rows -> %d valid (%d invalid, %d duplicates, %d suppressed, %d "
+            "outside the send window); %d distinct text(s); %s",
+            f" chunk {len(state.summaries) + 1}" if state.seen is not None else "",
             prepared.total,
             len(valid),
             len(prepared.invalid),
@@ -304,62 +451,92 @@ class A2PSendSmsOperator(BaseOperator):
                 len(prepared.invalid),
                 "; ".join(invalid),
             )
-        self._check_before_sending(valid[~suppressed], outside[~suppressed], plan, now)
+        if check_totals:
+            self._check_totals(*self._would_send(valid, suppressed, outside, state.now))
 
         def hold(rows):
             """Rows not to send now: opted out, or outside their window at this moment (a
             settle round's re-sends are judged when they go). Applied after the ledger's
             resume, so what an earlier pass or try settled keeps its outcome."""
-            held = opted_out.matches(rows["phone"]).to_numpy(bool)
+            held = state.opted_out.matches(rows["phone"]).to_numpy(bool)
             if self.window is None:
                 return held
             return held | self._outside_window(window_clock.utc_now())(rows)
 
         report = None
         if not self.dry_run and len(valid):
-            report = self._send(valid, context, hold)
+            if state.stopped is None:
+                report = self._send(valid, state.ledger, hold)
+                state.stopped = report.stopped_by
+            else:  # an earlier chunk's stop: these rows were never sent
+                report = stopped_before(valid, state.stopped, hold)
             kept_back = report.held
-            suppressed = opted_out.matches(kept_back["phone"]).to_numpy(bool)
-            held = kept_back[~suppressed]
+            opted = state.opted_out.matches(kept_back["phone"]).to_numpy(bool)
+            suppressed_rows, held = kept_back[opted], kept_back[~opted]
         else:
-            held = valid[outside]
-        waiting = self.outside_window == "wait" and not self.dry_run and len(held)
-        if waiting and report.stopped_by is None:
-            return self._seconds_to_next_window(held)
-        deferred = run_report.deferred_numbers(held, self.window, now)
-        summary = run_report.summarise(
-            prepared,
-            plan,
-            report,
-            suppressed=int(suppressed.sum()),
-            outside_window=len(held),
-            dry_run=self.dry_run,
-            duration_s=time.monotonic() - started,
+            suppressed_rows, held = valid[suppressed], valid[outside]
+        if len(held) and self.window is not None:
+            starts = assess(held["phone"], self.window, window_clock.utc_now())
+            first = starts["next_window_start"].dropna().min()
+            if pd.notna(first) and (state.next_window is None or first < state.next_window):
+                state.next_window = first
+        state.held += len(held)
+        state.summaries.append(
+            run_report.summarise(
+                prepared,
+                plan,
+                report,
+                suppressed=len(suppressed_rows),
+                outside_window=len(held),
+                dry_run=self.dry_run,
+                duration_s=0.0,
+            )
         )
-        ti = context["ti"]
+        if self._waiting(state):
+            return  # the rows go out in a later window: their outcomes are not final yet
+        deferred = run_report.deferred_numbers(held, self.window, state.now)
+        if state.results is not None:
+            state.results.write(
+                run_report.outcome_rows(
+                    prepared, report, suppressed=suppressed_rows, deferred=deferred
+                )
+            )
+            return
+        state.outputs["failed_numbers"].append(run_report.failed_numbers(prepared, report))
+        state.outputs["accepted_numbers"].append(run_report.accepted_numbers(report))
+        state.outputs["unknown_numbers"].append(run_report.unknown_numbers(report))
+        state.outputs["deferred_numbers"].append(deferred)
+
+    def _waiting(self, state: _PassState) -> bool:
+        """True when this pass ends in a wait for the next window (wait mode, rows held)."""
+        waiting = self.outside_window == "wait" and not self.dry_run and state.held
+        return bool(waiting) and state.stopped is None
+
+    def _push_outputs(self, ti, state: _PassState, summary: dict) -> None:
+        """The output XComs: the rows themselves, or where they are in the results table."""
+        if state.results is not None:
+            summary["results"] = state.results.location()
+            counts = {
+                key: sum(summary[OUTCOME_SUMMARY_KEYS[o]] for o in outcomes)
+                for key, outcomes in XCOM_OUTCOMES.items()
+            }
+            for key, outcomes in XCOM_OUTCOMES.items():
+                ti.xcom_push(key=key, value=state.results.location(outcomes, counts[key]))
+            return
         outputs = {
-            "failed_numbers": run_report.failed_numbers(prepared, report),
-            "accepted_numbers": run_report.accepted_numbers(report),
-            "unknown_numbers": run_report.unknown_numbers(report),
-            "deferred_numbers": deferred,
+            key: pd.concat(frames, ignore_index=True) for key, frames in state.outputs.items()
         }
         big = {key: len(frame) for key, frame in outputs.items() if len(frame) > XCOM_ROWS_WARNING}
         if big:
             self.log.warning(
                 "XCom(s) %s hold more than %d rows each: Airflow's metadata database is not made "
-                "for that. Split the campaign into shards (dags/voxsms_sharded_campaign.py).",
+                "for that. Set results_conn_id to write the rows to tables instead (and read "
+                "large lists with recipients_sql / recipients_path).",
                 big,
                 XCOM_ROWS_WARNING,
             )
         for key, frame in outputs.items():
             ti.xcom_push(key=key, value=frame)
-        self.log.info("Result: %s", summary)
-
-        if report is not None and report.stopped_by is not None:
-            self._fail_after_stop(report.stopped_by, summary)
-        self._check_unknown(summary)
-        self._check_failed_ratio(summary)
-        return summary
 
     def _opt_outs(self) -> OptOuts:
         lists = [self.suppression_list]
@@ -388,50 +565,75 @@ class A2PSendSmsOperator(BaseOperator):
         window = self.window
         return lambda rows: ~assess(rows["phone"], window, now)["inside"].to_numpy(bool)
 
-    def _check_before_sending(self, sendable, outside, plan, now: datetime) -> None:
-        """The guards that refuse to start: budget, size, sender, windows that never open."""
-        to_send = sendable if self.outside_window == "wait" else sendable[~outside]
-        if self.max_recipients is not None and len(to_send) > self.max_recipients:
-            raise RecipientsError(
-                f"{len(to_send)} numbers would be sent, more than max_recipients="
-                f"{self.max_recipients}. Raise max_recipients or split the list; nothing was sent."
-            )
-        if self.max_segments is not None:
-            segments = plan_batches(to_send, self.batch_size).total_segments
-            if segments > self.max_segments:
-                raise RecipientsError(
-                    f"{segments} segments would be sent, more than max_segments="
-                    f"{self.max_segments} ({len(to_send)} messages in {plan.texts} distinct "
-                    "text(s)). Raise max_segments, shorten the text or split the list; nothing "
-                    "was sent."
-                )
+    def _check_static(self) -> None:
+        """What is wrong whatever the recipients: no sender, outputs this Airflow cannot hold."""
         if not str(self.src_number or "").strip():
             raise RecipientsError("src_number (the SenderID) is empty; nothing was sent.")
-        if self.outside_window == "wait" and outside.any():
-            never = run_report.deferred_numbers(sendable[outside], self.window, now)
-            never = never[never["next_window_start"].isna()]
-            if len(never):
-                raise RecipientsError(
-                    f"{len(never)} number(s) are never inside send_window={self.send_window} in "
-                    f"all their time zones at once (e.g. {never['destination_number'].iloc[0]}: "
-                    f"{never['time_zone'].iloc[0]}), so outside_window='wait' would wait forever. "
-                    "Widen the window or use outside_window='skip'; nothing was sent."
-                )
-        if problem := dataframe_xcoms_unsupported():
+        if self.results_conn_id is None and (problem := dataframe_xcoms_unsupported()):
             raise AirflowFailException(
                 f"{problem}, and A2PSendSmsOperator pushes its outputs "
-                "as DataFrames. Install pandas<3 or upgrade to Airflow 3.3 or later. Nothing "
-                "was sent."
+                "as DataFrames. Install pandas<3, upgrade to Airflow 3.3 or later, or set "
+                "results_conn_id (outputs in tables). Nothing was sent."
             )
 
-    def _seconds_to_next_window(self, held) -> float:
-        """Seconds from now (after this pass's sending) until the first held row's window."""
-        now = window_clock.utc_now()
-        first = min(assess(held["phone"], self.window, now)["next_window_start"].dropna())
-        return max(0.0, (first - now).total_seconds())
+    def _totals_of(self, chunks, opted_out: OptOuts, now: datetime) -> tuple:
+        """What the whole streamed input would send: numbers, segments and the rows whose
+        window never opens (a first read, before anything is sent)."""
+        seen, numbers, segments, never = SeenKeys(), 0, 0, []
+        for chunk in chunks:
+            valid = self._prepare(chunk, seen).valid
+            suppressed = opted_out.matches(valid["phone"]).to_numpy(bool)
+            is_outside = self._outside_window(now)
+            outside = ~suppressed & (is_outside(valid) if is_outside else False)
+            count, chunk_segments, chunk_never = self._would_send(valid, suppressed, outside, now)
+            numbers, segments = numbers + count, segments + chunk_segments
+            never.append(chunk_never)
+        return numbers, segments, pd.concat(never, ignore_index=True)
 
-    def _send(self, valid, context, hold=None) -> CampaignReport:
-        """Run the campaign, through the send ledger when there is one."""
+    def _would_send(self, valid, suppressed, outside, now: datetime) -> tuple:
+        """Numbers and segments these rows would send, and those whose window never opens."""
+        sendable, outside = valid[~suppressed], outside[~suppressed]
+        to_send = sendable if self.outside_window == "wait" else sendable[~outside]
+        segments = plan_batches(to_send, self.batch_size).total_segments
+        never = run_report.deferred_numbers(sendable[outside], self.window, now)
+        if self.outside_window != "wait":
+            never = never.iloc[:0]
+        return len(to_send), segments, never[never["next_window_start"].isna()]
+
+    def _check_totals(self, numbers: int, segments: int, never: pd.DataFrame) -> None:
+        """The guards that refuse to start: size, budget, windows that never open."""
+        if self.max_recipients is not None and numbers > self.max_recipients:
+            raise RecipientsError(
+                f"{numbers} numbers would be sent, more than max_recipients="
+                f"{self.max_recipients}. Raise max_recipients or split the list; nothing was sent."
+            )
+        if self.max_segments is not None and segments > self.max_segments:
+            raise RecipientsError(
+                f"{segments} segments would be sent, more than max_segments="
+                f"{self.max_segments} ({numbers} messages). Raise max_segments, shorten the "
+                "text or split the list; nothing was sent."
+            )
+        if len(never):
+            raise RecipientsError(
+                f"{len(never)} number(s) are never inside send_window={self.send_window} in "
+                f"all their time zones at once (e.g. {never['destination_number'].iloc[0]}: "
+                f"{never['time_zone'].iloc[0]}), so outside_window='wait' would wait forever. "
+                "Widen the window or use outside_window='skip'; nothing was sent."
+            )
+
+    def _ledger(self, context):
+        """The send ledger to open around the sending (an unreachable one fails before any SMS)."""
+        if self.ledger_conn_id:
+            key = TaskInstanceKey.from_context(context)
+            return SendLedger(self.ledger_conn_id, key, self.ledger_table)
+        self.log.warning(
+            "No ledger_conn_id: if this task is retried or cleared, numbers that were "
+            "already sent will be sent again. Set ledger_conn_id to make retries safe."
+        )
+        return nullcontext(None)
+
+    def _send(self, valid, ledger: SendLedger | None, hold) -> CampaignReport:
+        """Run the campaign for these rows, through the open send ledger when there is one."""
         self.hook.check_config()
         settings = CampaignSettings(
             src_number=self.src_number,
@@ -442,32 +644,15 @@ class A2PSendSmsOperator(BaseOperator):
             settle_delay_s=self.settle_delay_s,
             settle_rounds=self.settle_rounds,
         )
-        if self.ledger_conn_id:
-            key = TaskInstanceKey.from_context(context)
-            ledger = SendLedger(self.ledger_conn_id, key, self.ledger_table)
-        else:
-            ledger = nullcontext(None)
-            self.log.warning(
-                "No ledger_conn_id: if this task is retried or cleared, numbers that were "
-                "already sent will be sent again. Set ledger_conn_id to make retries safe."
-            )
-        report = None
-        try:
-            with ledger as open_ledger:  # an unreachable ledger fails here, before any SMS
-                report = run_campaign(
-                    valid,
-                    self.hook,
-                    settings,
-                    ledger=open_ledger,
-                    previous=open_ledger.previous if open_ledger else None,
-                    logger=self.log,
-                    hold=hold,
-                )
-        except LedgerError as err:
-            if report is None:
-                raise
-            report.stopped_by = report.stopped_by or err  # reported after the outputs
-        return report
+        return run_campaign(
+            valid,
+            self.hook,
+            settings,
+            ledger=ledger,
+            previous=ledger.previous if ledger else None,
+            logger=self.log,
+            hold=hold,
+        )
 
     def _fail_after_stop(self, error: BaseException, summary: dict) -> None:
         message = (

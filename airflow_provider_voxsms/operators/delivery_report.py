@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_voxsms.delivery_status import log_delivery_status
 from airflow_provider_voxsms.errors import InputError, VoximplantApiError, VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.results import is_location, read_outcomes
 from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
@@ -49,7 +50,10 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
 
     :param messages: a DataFrame with ``message_id`` (and ``destination_number``), a list of
         them (mapped sends) or of message ids, or an XComArg of one, e.g.
-        ``XComArg(send, key="accepted_numbers")``. (templated)
+        ``XComArg(send, key="accepted_numbers")``; or, for a send with ``results_conn_id``, its
+        summary (``send.output``: a mapped delivery can ``.expand(messages=send.output)``) or
+        that ``accepted_numbers`` XCom, which say where the accepted rows are: they are read
+        from the results table. (templated)
     :param send_task_id: instead of ``messages``: pull that task's ``accepted_numbers`` XCom
         (every map index of a mapped task). (templated)
     :param src_number: the SenderID the messages came from; narrows the queries. (templated)
@@ -185,7 +189,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         if self.send_task_id is not None:
             messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
         try:
-            return delivery.messages_frame(messages)
+            return delivery.messages_frame(_read_results(messages))
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: {err}") from err
 
@@ -260,3 +264,17 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
                     f"Result: {summary}"
                 )
         return summary
+
+
+def _read_results(messages: Any) -> Any:
+    """Where a send wrote its rows (its summary, or its ``accepted_numbers`` XCom, with
+    ``results_conn_id``) replaced by the accepted messages read from that table; anything
+    else as it is."""
+    if is_location(messages):
+        where = messages.get("results", messages)
+        accepted = {**where, "outcomes": ["accepted"]}
+        return read_outcomes(accepted, ["destination_number", "message_id"])
+    listed = isinstance(messages, Sequence) and not isinstance(messages, str | bytes)
+    if listed and any(is_location(item) for item in messages):
+        return [_read_results(item) for item in messages]
+    return messages

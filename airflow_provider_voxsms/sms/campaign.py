@@ -183,6 +183,25 @@ def run_campaign(
     return report
 
 
+def stopped_before(
+    valid: pd.DataFrame,
+    error: BaseException,
+    hold: Callable[[pd.DataFrame], np.ndarray] | None = None,
+) -> CampaignReport:
+    """The report of rows a stopped run never got to (a later chunk of a streamed campaign):
+    ``hold``'s rows are held, every other one is ``not_sent`` with the stop's code."""
+    report = CampaignReport()
+    to_send = _keep_back(valid, hold, report)
+    if len(to_send):
+        why = f"not sent: the run stopped before these rows ({error})"
+        code = getattr(error, "code", None)
+        numbers = to_send["phone"].astype(object).tolist()
+        report.outcomes.append(
+            BatchOutcome(Batch(-1, "", tuple(numbers)), not_sent=[(n, code, why) for n in numbers])
+        )
+    return report
+
+
 def _keep_back(
     rows: pd.DataFrame, hold: Callable[[pd.DataFrame], np.ndarray] | None, report: CampaignReport
 ) -> pd.DataFrame:

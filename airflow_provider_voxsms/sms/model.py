@@ -22,6 +22,28 @@ MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per r
 FAILED_COLUMNS = ["destination_number", "input_number", "error_code", "error_description", "stage"]
 FAILED_STAGES = ("validation", "api", "not_sent", "delivery")
 
+# Each input row's outcome in the results table (``results.ResultsTable``), one of ``OUTCOMES``.
+OUTCOMES = (
+    "accepted",
+    "failed",
+    "not_sent",
+    "unknown",
+    "invalid",
+    "duplicate",
+    "suppressed",
+    "deferred",
+)
+OUTCOME_COLUMNS = [
+    "destination_number",
+    "input_number",
+    "outcome",
+    "message_id",
+    "error_code",
+    "reason",
+    "time_zone",
+    "next_window_start",
+]
+
 # A2PGetSmsHistory's delivery_status codes (the API's filter takes the number, rows the name).
 DELIVERY_STATUS_NAMES = {
     1: "QUEUED",

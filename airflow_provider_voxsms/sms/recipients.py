@@ -121,6 +121,34 @@ class PreparedRecipients:
     duplicates: int
     total: int
     phones: pd.Series | None = None
+    copies: pd.DataFrame | None = None  # the dropped duplicates: ``row``, ``phone``
+
+    def drop_copies(self, seen: np.ndarray) -> PreparedRecipients:
+        """This input without the valid rows ``seen`` marks (copies of rows an earlier chunk
+        of the same stream holds): they become duplicates."""
+        if not seen.any():
+            return self
+        moved = self.valid[seen]
+        copies = pd.DataFrame(
+            {"row": moved.index.to_numpy(np.int64), "phone": moved["phone"].array}
+        )
+        return PreparedRecipients(
+            self.valid[~seen],
+            self.invalid,
+            self.duplicates + int(seen.sum()),
+            self.total,
+            self.phones,
+            pd.concat([self.copies, copies], ignore_index=True)
+            if self.copies is not None
+            else copies,
+        )
+
+    def copies_as_written(self) -> list[str]:
+        """How each dropped duplicate was written in the input."""
+        if self.copies is None or self.copies.empty or self.phones is None:
+            return [] if self.copies is None else self.copies["phone"].astype(object).tolist()
+        rows = self.copies["row"].to_numpy(np.int64)
+        return list(_originals(self.phones.reset_index(drop=True), rows))
 
     def as_written(self, numbers: list[str]) -> list[str]:
         """How each of these valid numbers was written in the input (at its first row)."""
@@ -215,7 +243,8 @@ def prepare_recipients(
             "reason": pd.array(reasons[bad].tolist(), dtype=STR),
         }
     )
-    return PreparedRecipients(valid, invalid, int(dup.sum()), len(phones), phones)
+    copies = pd.DataFrame({"row": rows[dup].astype(np.int64), "phone": kept_phone[dup].array})
+    return PreparedRecipients(valid, invalid, int(dup.sum()), len(phones), phones, copies)
 
 
 def normalise_phones(

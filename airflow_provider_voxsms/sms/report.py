@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, CampaignReport
+from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, OUTCOME_COLUMNS, CampaignReport
 from airflow_provider_voxsms.sms.plan import SendPlan
 from airflow_provider_voxsms.sms.recipients import PreparedRecipients
 from airflow_provider_voxsms.sms.window import SendWindow, assess
@@ -112,6 +112,32 @@ def summarise(
     return summary
 
 
+# The summary's count of each results-table outcome.
+OUTCOME_SUMMARY_KEYS = {
+    "accepted": "accepted",
+    "failed": "failed",
+    "not_sent": "not_sent",
+    "unknown": "unknown",
+    "invalid": "invalid",
+    "duplicate": "duplicates",
+    "suppressed": "suppressed",
+    "deferred": "outside_window",
+}
+
+
+def add_up(summaries: list[dict], *, dry_run: bool) -> dict:
+    """One summary of a campaign read in chunks: the chunks' counts added up."""
+    total: dict = {}
+    for summary in summaries:
+        for key, value in summary.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+            elif key not in total:
+                total[key] = value
+    total["dry_run"] = dry_run
+    return total
+
+
 DEFERRED_COLUMNS = ["destination_number", "time_zone", "next_window_start"]
 
 
@@ -135,3 +161,82 @@ def deferred_numbers(held: pd.DataFrame, window: SendWindow | None, now: datetim
 
 def _outcomes(report: CampaignReport | None):
     return report.outcomes if report else []
+
+
+DUPLICATE_REASON = "same number and text as an earlier row: sent once"
+SUPPRESSED_REASON = "opted out (suppression list)"
+DEFERRED_REASON = "outside the send window"
+
+
+def outcome_rows(
+    prepared: PreparedRecipients,
+    report: CampaignReport | None,
+    *,
+    suppressed: pd.DataFrame,
+    deferred: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per input row with its outcome (``results.OUTCOME_COLUMNS``), for the results
+    table: ``suppressed`` holds the opted-out rows (``phone``), ``deferred`` the
+    :func:`deferred_numbers` rows."""
+    stage_outcome = {"validation": "invalid", "api": "failed", "not_sent": "not_sent"}
+    failed = failed_numbers(prepared, report)
+    accepted = accepted_numbers(report)
+    unknown = unknown_numbers(report)
+    copies = prepared.copies if prepared.copies is not None else pd.DataFrame(columns=["phone"])
+    frames = [
+        pd.DataFrame(
+            {
+                "destination_number": accepted["destination_number"].astype(object),
+                "input_number": prepared.as_written(accepted["destination_number"].tolist()),
+                "outcome": "accepted",
+                "message_id": accepted["message_id"],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "destination_number": failed["destination_number"],
+                "input_number": failed["input_number"],
+                "outcome": failed["stage"].map(stage_outcome),
+                "error_code": failed["error_code"],
+                "reason": failed["error_description"],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "destination_number": unknown["destination_number"],
+                "input_number": prepared.as_written(unknown["destination_number"].tolist()),
+                "outcome": "unknown",
+                "reason": unknown["reason"],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "destination_number": copies["phone"].astype(object),
+                "input_number": prepared.copies_as_written(),
+                "outcome": "duplicate",
+                "reason": DUPLICATE_REASON,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "destination_number": suppressed["phone"].astype(object),
+                "input_number": prepared.as_written(suppressed["phone"].astype(object).tolist()),
+                "outcome": "suppressed",
+                "reason": SUPPRESSED_REASON,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "destination_number": deferred["destination_number"],
+                "input_number": prepared.as_written(deferred["destination_number"].tolist()),
+                "outcome": "deferred",
+                "reason": DEFERRED_REASON,
+                "time_zone": deferred["time_zone"],
+                "next_window_start": deferred["next_window_start"],
+            }
+        ),
+    ]
+    frames = [frame.reindex(columns=OUTCOME_COLUMNS) for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
