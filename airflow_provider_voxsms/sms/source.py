@@ -59,7 +59,13 @@ def _sql_chunks(sql: str, conn_id: str, chunk_rows: int) -> Iterator[pd.DataFram
         except TypeError:  # sqlite3 and most drivers: fetchmany bounds what is held
             cursor = conn.cursor()
         with closing(cursor):
-            cursor.execute(sql)
+            try:
+                cursor.execute(sql)
+            except Exception as err:  # the query's own error: no retry can fix it
+                raise RecipientsError(
+                    f"recipients_sql failed on connection {conn_id!r}: {err}. It must be one "
+                    "SELECT (or a statement that returns rows); nothing was sent."
+                ) from err
             yielded = False
             while rows := cursor.fetchmany(chunk_rows):
                 yield pd.DataFrame.from_records(rows, columns=_columns(cursor))
@@ -73,7 +79,7 @@ def _sql_chunks(sql: str, conn_id: str, chunk_rows: int) -> Iterator[pd.DataFram
 def _columns(cursor) -> list[str]:
     if cursor.description is None:
         raise RecipientsError(
-            "recipients_sql returned no result set: it must be a SELECT (or a statement that "
+            "recipients_sql returned no result set: it must be one SELECT (or a statement that "
             "returns rows); nothing was sent."
         )
     return [column[0] for column in cursor.description]

@@ -5,6 +5,7 @@ against the emulator over HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -113,3 +114,132 @@ def test_a_streamed_campaign_sends_each_number_once_across_chunks_and_writes_eve
     assert where["table"] == "voxsms_results_outcomes" and where["rows"] == 249
     assert where["outcomes"] == ["accepted"] and where["task_id"] == "send"
     assert summary["results"] == {k: v for k, v in where.items() if k not in ("outcomes", "rows")}
+
+
+def csv_source(tmp_path, frame: pd.DataFrame) -> str:
+    frame.to_csv(tmp_path / "recipients.csv", index=False)
+    return str(tmp_path / "recipients.csv")
+
+
+def test_personal_texts_are_deduplicated_by_number_and_text_across_chunks(
+    voximplant_conn, run_dag, tmp_path
+):
+    """A copy in a later chunk is dropped only when its rendered text is the same too."""
+    rows = pd.DataFrame(
+        {
+            "phone": [NUMBERS[0], NUMBERS[1], NUMBERS[2], NUMBERS[0], NUMBERS[1], NUMBERS[0]],
+            "name": ["Ann", "Bob", "Cy", "Ann", "Bobby", "Ann"],
+        }
+    )
+    with DAG("voxsms_test_stream_texts", schedule=None) as dag:
+        A2PSendSmsOperator(
+            task_id="send",
+            src_number="VoxDemo",
+            text="Hi {name}",
+            recipients_path=csv_source(tmp_path, rows),
+            recipients_chunk_rows=2,
+        )
+    tis = run_dag(dag)
+    assert sent(voximplant_conn) == {
+        (NUMBERS[0], "Hi Ann"): 1,
+        (NUMBERS[1], "Hi Bob"): 1,
+        (NUMBERS[2], "Hi Cy"): 1,
+        (NUMBERS[1], "Hi Bobby"): 1,
+    }
+    summary = xcom(tis["send"])
+    assert (summary["accepted"], summary["duplicates"], summary["distinct_texts"]) == (4, 2, 4)
+    adds_up(summary)
+    accepted = xcom(tis["send"], "accepted_numbers")
+    assert isinstance(accepted, pd.DataFrame) and len(accepted) == 4, "no results table: XComs"
+
+
+def test_limits_that_need_the_whole_input_refuse_before_the_first_chunk_is_sent(
+    voximplant_conn, run_dag, tmp_path
+):
+    """max_recipients counts every chunk (copies across chunks once) before sending any."""
+    rows = pd.DataFrame({"phone": [*NUMBERS[:30], *NUMBERS[:30]]})
+    path = csv_source(tmp_path, rows)
+
+    def campaign(dag_id: str, limit: int) -> DAG:
+        with DAG(dag_id, schedule=None) as dag:
+            A2PSendSmsOperator(
+                task_id="send",
+                src_number="VoxDemo",
+                text="Hello",
+                recipients_path=path,
+                recipients_chunk_rows=8,
+                max_recipients=limit,
+            )
+        return dag
+
+    tis = run_dag(campaign("voxsms_test_stream_limit", 29))
+    assert tis["send"].state == "failed"
+    assert voximplant_conn.state.stats_snapshot()["per_method"].get("A2PSendSms", 0) == 0
+    tis = run_dag(campaign("voxsms_test_stream_limit_ok", 30))
+    assert tis["send"].state == "success" and xcom(tis["send"])["accepted"] == 30
+
+
+def test_a_stop_mid_stream_leaves_later_chunks_not_sent_and_the_retry_sends_each_once(
+    voximplant_conn, voxsms_db, run_dag, tmp_path
+):
+    """Money runs out during the second chunk (a request that starts below the limit is
+    processed whole: two chunks of 64 go out): every later chunk is ``not_sent`` (counted,
+    in the table); the retry resumes from the ledger, replaces the task's rows, and every
+    number ends accepted exactly once."""
+    rows = pd.DataFrame({"phone": NUMBERS[:200]})
+    voximplant_conn.state.set_faults(insufficient_money_after=100)
+    first: dict = {}
+
+    def top_up(context):
+        first.update(outcomes(voxsms_db)["outcome"].value_counts().to_dict())
+        voximplant_conn.state.set_faults(insufficient_money_after=None)
+
+    with DAG("voxsms_test_stream_stop", schedule=None) as dag:
+        A2PSendSmsOperator(
+            task_id="send",
+            src_number="VoxDemo",
+            text="Hello",
+            recipients_path=csv_source(tmp_path, rows),
+            recipients_chunk_rows=64,
+            max_concurrency=1,
+            ledger_conn_id=voxsms_db,
+            results_conn_id=voxsms_db,
+            retries=1,
+            retry_delay=timedelta(0),
+            on_retry_callback=top_up,
+        )
+    tis = run_dag(dag)
+    assert first == {"accepted": 128, "not_sent": 72}, first
+    assert tis["send"].state == "success" and tis["send"].try_number == 2
+    assert sent(voximplant_conn) == {(n, "Hello"): 1 for n in NUMBERS[:200]}
+    summary = xcom(tis["send"])
+    assert summary["accepted"] == 200 and summary["earlier"] == 128
+    final = outcomes(voxsms_db)
+    assert len(final) == 200 and set(final["outcome"]) == {"accepted"}
+    assert final["destination_number"].is_unique
+
+
+def test_the_delivery_report_follows_the_messages_a_send_wrote_to_its_results_table(
+    voximplant_conn, voximplant_delivery, voxsms_db, run_dag, tmp_path
+):
+    from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
+
+    voximplant_delivery(by_last_digit="7=FAILED")
+    rows = pd.DataFrame({"phone": NUMBERS[:40]})
+    with DAG("voxsms_test_stream_delivery", schedule=None) as dag:
+        send = A2PSendSmsOperator(
+            task_id="send",
+            src_number="VoxDemo",
+            text="Hello",
+            recipients_path=csv_source(tmp_path, rows),
+            recipients_chunk_rows=16,
+            results_conn_id=voxsms_db,
+        )
+        A2PSmsDeliveryReportOperator(
+            task_id="delivery", messages=send.output, poll_interval=1, timeout=60
+        )
+    tis = run_dag(dag)
+    report = xcom(tis["delivery"])
+    assert report["messages"] == 40 and report["pending"] == 0
+    assert report["failed"] == sum(n.endswith("7") for n in NUMBERS[:40]) == 4
+    assert report["delivered"] == 36

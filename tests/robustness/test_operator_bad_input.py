@@ -512,7 +512,7 @@ BAD_CONTAINERS = [
     (POOL[0], ["str", "wrap a single number in a list"]),
     (int(POOL[0]), ["int", "wrap a single number in a list"]),
     (float(POOL[0]), ["float"]),
-    (None, ["NoneType"]),
+    (None, ["exactly one of recipients=", "recipients_sql=", "recipients_path="]),
     (set(POOL[:2]), ["set"]),
     (np.array(POOL[:2]), ["ndarray"]),
     (b"447443332212", ["bytes"]),
