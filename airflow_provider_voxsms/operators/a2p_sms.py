@@ -87,9 +87,28 @@ class A2PSendSmsOperator(BaseOperator):
     ``unknown_numbers`` (``destination_number``, ``reason``) and ``deferred_numbers``
     (``destination_number``, ``time_zone``, ``next_window_start``: rows outside the window).
 
+    With ``results_conn_id`` every input row's outcome goes to a table instead, and those
+    XComs only say where the rows are (see ``results_conn_id``).
+
     :param src_number: the SenderID the SMS come from. (templated)
     :param recipients: a DataFrame, Series, list of numbers or list of dicts, or an XComArg of
-        one. (templated)
+        one. Give this, ``recipients_sql`` or ``recipients_path``. (templated)
+    :param recipients_sql: a query whose rows are the recipients, read in chunks (PostgreSQL
+        through a server-side cursor) on ``recipients_conn_id``, any common-sql connection.
+        (templated)
+    :param recipients_conn_id: the connection for ``recipients_sql``.
+    :param recipients_path: a CSV or Parquet file, or a directory of them, local or any
+        ``ObjectStoragePath`` URL (``s3://...``), read in chunks; CSV cells as text. (templated)
+    :param recipients_chunk_rows: rows read, prepared and sent at a time from
+        ``recipients_sql`` / ``recipients_path``: memory follows this, not the campaign's size.
+        Duplicates are dropped across chunks exactly as within one.
+    :param results_conn_id: common-sql connection for the table ``<results_table_prefix>_
+        outcomes``: one row per input row (``outcome`` accepted, failed, not_sent, unknown,
+        invalid, duplicate, suppressed or deferred, with message id, code, reason), written
+        chunk by chunk and replaced when a try starts. The summary then has ``results`` (where
+        the rows are) and the four output XComs are such locations with their ``outcomes`` and
+        ``rows``; the delivery report reads the accepted messages from there.
+    :param results_table_prefix: prefix of the results table's name.
     :param text: the message, or a template of it with ``{column}`` placeholders filled per
         row from the recipients' columns (``"Hi {first_name}"``). Give this or
         ``text_column``. (templated: Jinja renders ``{{ }}`` first)
