@@ -5,7 +5,7 @@ against the emulator over HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -243,3 +243,38 @@ def test_the_delivery_report_follows_the_messages_a_send_wrote_to_its_results_ta
     assert report["messages"] == 40 and report["pending"] == 0
     assert report["failed"] == sum(n.endswith("7") for n in NUMBERS[:40]) == 4
     assert report["delivered"] == 36
+
+
+def test_a_streamed_campaign_waits_for_windows_and_resumes_every_chunk_from_the_ledger(
+    voximplant_conn, voxsms_db, run_dag, monkeypatch, tmp_path
+):
+    """13:59:57 UTC, chunks of two mixing London (inside 09-20) and New York (opens in 3 s):
+    the first pass sends London from every chunk and defers; the resumed pass reads the file
+    again, skips what the ledger settled, and sends New York; one results row per input row."""
+    from test_campaign_rules import NEW_YORK, UK, clock_at
+
+    clock_at(monkeypatch, datetime(2026, 12, 1, 13, 59, 57, tzinfo=UTC))
+    rows = pd.DataFrame({"phone": [UK[0], NEW_YORK[0], UK[1], NEW_YORK[1], UK[2]]})
+    with DAG("voxsms_test_stream_wait", schedule=None) as dag:
+        A2PSendSmsOperator(
+            task_id="send",
+            src_number="VoxDemo",
+            text="Hello",
+            recipients_path=csv_source(tmp_path, rows),
+            recipients_chunk_rows=2,
+            send_window=("09:00", "20:00"),
+            outside_window="wait",
+            deferrable=True,
+            ledger_conn_id=voxsms_db,
+            results_conn_id=voxsms_db,
+        )
+    tis = run_dag(dag)
+    assert tis["send"].state == "success"
+    assert sent(voximplant_conn) == {(n, "Hello"): 1 for n in [*UK[:3], *NEW_YORK]}
+    messages = voximplant_conn.state.messages_snapshot()
+    first_ny = min(i for i, m in enumerate(messages) if m["destination_number"] in NEW_YORK)
+    assert all(m["destination_number"] in NEW_YORK for m in messages[first_ny:])
+    summary = xcom(tis["send"])
+    assert summary["accepted"] == 5 and summary["earlier"] == 3 and summary["outside_window"] == 0
+    final = outcomes(voxsms_db)
+    assert len(final) == 5 and set(final["outcome"]) == {"accepted"}
