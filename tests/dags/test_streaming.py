@@ -4,36 +4,18 @@ against the emulator over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from airflow.sdk import DAG
 from dag_runs import xcom
+from test_campaign_rules import NEW_YORK, UK, adds_up, clock_at, sent
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.sql import db_api_hook
 
-COUNTS = (
-    "accepted",
-    "failed",
-    "not_sent",
-    "unknown",
-    "invalid",
-    "duplicates",
-    "suppressed",
-    "outside_window",
-)
 NUMBERS = [f"447700900{i:03d}" for i in range(250)]
-
-
-def sent(server) -> Counter:
-    return Counter((m["destination_number"], m["text"]) for m in server.state.messages_snapshot())
-
-
-def adds_up(summary: dict) -> None:
-    assert sum(summary[k] for k in COUNTS) == summary["recipients"], summary
 
 
 def recipients_frame() -> pd.DataFrame:
@@ -251,8 +233,6 @@ def test_a_streamed_campaign_waits_for_windows_and_resumes_every_chunk_from_the_
     """13:59:57 UTC, chunks of two mixing London (inside 09-20) and New York (opens in 3 s):
     the first pass sends London from every chunk and defers; the resumed pass reads the file
     again, skips what the ledger settled, and sends New York; one results row per input row."""
-    from test_campaign_rules import NEW_YORK, UK, clock_at
-
     clock_at(monkeypatch, datetime(2026, 12, 1, 13, 59, 57, tzinfo=UTC))
     rows = pd.DataFrame({"phone": [UK[0], NEW_YORK[0], UK[1], NEW_YORK[1], UK[2]]})
     with DAG("voxsms_test_stream_wait", schedule=None) as dag:
