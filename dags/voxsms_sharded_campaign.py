@@ -1,47 +1,166 @@
-"""Scale out: split a large recipient list into shards and send them as mapped task instances.
+"""Scale out: split a large recipient list into Parquet shards and send them as mapped task
+instances, with no recipient rows in XCom.
 
-``A2PSendSmsOperator.partial(...).expand(recipients=...)`` gives one task instance per shard,
-which Celery or Kubernetes workers run in parallel. Rows are sharded by their normalised number,
-so every copy of a number lands in the same shard and is still sent only once. Each shard's
-accepted messages are then followed to their delivery status by a mapped
-``A2PSmsDeliveryReportOperator`` (``delivery``, map index i follows send's map index i;
-statuses in ``sms_delivery_status``). A final task gathers every shard's failed numbers into
-``sms_failed_numbers``: the send's under task id ``send``, the delivery report's (stage
-``delivery``) under task id ``delivery``, each under the shard's map index. It pulls each map
-index by its number: a list of every shard's XCom skips the shards that pushed none (and is no
-list at all for one shard), so its positions are not map indexes. It runs whether the shards
-succeeded or failed, and the run fails when any shard's send or delivery report failed or the
-gathering failed.
+Tasks:
+
+- ``split`` reads the source a chunk at a time (``recipient_chunks``: the file or directory at
+  param ``recipients_path``, CSV or Parquet, local or any object-storage URL; or, when param
+  ``recipients_sql`` is set, that query on ``recipients_conn_id``), normalises each chunk's
+  numbers and assigns every row to shard ``hash(normalised number) % shards`` (an invalid
+  number is keyed on its raw text), so every copy of a number, however it is written, lands in
+  the same shard and is deduplicated there. Each chunk's rows are appended per shard as
+  ``<shards_path>/<dag_id>/<run_id>/shard-NNNN/part-NNNN.parquet`` (the run id with every
+  character other than letters, digits, ``_`` and ``-`` replaced by ``_``, plus a short hash of
+  the real run id when anything was replaced). Memory is bounded by ``chunk_rows``, not by the
+  campaign. It returns the shard directories' URLs: the run's only hand-off to the shards. At
+  most ``[core] max_map_length`` shards; empty shards are not created (an empty source gives
+  none, and the run ends without sending).
+- ``send`` (mapped, one task instance per shard directory) is ``A2PSendSmsOperator`` reading
+  its shard with ``recipients_path``: it normalises, deduplicates, sends, settles, and writes
+  one row per input row to ``voxsms_results_outcomes`` on ``voxsms_db`` (outcome ``accepted``
+  with ``message_id``, ``failed`` with ``error_code``, ``not_sent``, ``unknown``, ``invalid``,
+  ``duplicate``, ...; under ``task_id`` send and the shard's ``map_index``). The send ledger on
+  ``voxsms_db`` makes its retries (2, 15 s apart: a lost worker) and cleared shards resume
+  instead of sending again.
+- ``delivery`` (mapped over ``send``'s summaries: map index i follows shard i's accepted
+  messages, which it reads from the results table) writes every message's status to
+  ``sms_delivery_status`` under its map index. With param ``deferrable`` it waits in the
+  triggerer instead of a worker slot (the operator's ``deferrable`` is not templated, so a
+  ``pre_execute`` hook sets it from the run's params).
+- ``report`` sums every shard's send and delivery counts (its return value).
+- ``cleanup_shards``, a teardown of ``split``, deletes the run's shard directory once every
+  send shard is done, whether they succeeded or failed. Clearing a ``send`` shard clears
+  ``split`` (its setup) too, so the shards are written again before it resumes.
+
+The failed numbers are in the tables, no longer gathered into ``sms_failed_numbers``: the
+send's in ``voxsms_results_outcomes`` (``outcome IN ('invalid', 'failed', 'not_sent',
+'unknown')``; ``input_number`` as the source wrote it), the ones that failed on delivery in
+``sms_delivery_status`` (``delivery_status <> 'DELIVERED'``). Copying them into a third table
+would read millions of rows through one task for no new information. Both tables are written
+as the tasks go, so a failed shard's outcomes are there too.
+
+What stays in XCom: ``split``'s list of shard URLs; each ``send``'s summary and its
+``accepted_numbers``, ``failed_numbers``, ``unknown_numbers`` and ``deferred_numbers``, which
+say where the rows are in the results table (connection, table, task key, row count); each
+``delivery``'s counts; ``report``'s sums. (The delivery report operator still pushes its
+``delivery_status`` and ``failed_numbers`` rows as XComs as well, one row per message.)
+
+The run fails when any send shard or delivery report failed: ``report``, an ordinary task after
+both, then ends ``upstream_failed``. ``delivery`` expands over every shard's summary, so it
+starts when the last send shard succeeded, and no shard's delivery report runs while a send
+shard has failed (clear it: it resumes from the ledger, and the delivery reports follow).
+
+``shards_path`` (param; default env ``VOXSMS_SHARDS_PATH``, else ``file://<tempdir>/
+voxsms-shards``, as seen where the DAG is parsed) must be storage that every worker can read,
+since any worker may run any shard: a shared volume, or ``s3://bucket/prefix`` (or
+``s3://conn_id@bucket/prefix``) through Airflow's object storage. A local temporary directory
+only works when every task runs on one machine.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from airflow.sdk import Param, conf, dag, task
+from airflow.sdk import ObjectStoragePath, Param, conf, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_voxsms.failed_numbers import log_failed_numbers
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
 from airflow_provider_voxsms.sms.recipients import normalise_phones
+from airflow_provider_voxsms.sms.source import DEFAULT_CHUNK_ROWS, recipient_chunks
 
 SAMPLE_RECIPIENTS = Path(__file__).parent / "data" / "recipients.csv"
 REGION = "GB"
-COUNTS = ("recipients", "accepted", "failed", "not_sent", "unknown", "invalid", "duplicates")
+PHONE_COLUMN = "phone"
+COUNTS = (
+    "recipients",
+    "accepted",
+    "failed",
+    "not_sent",
+    "unknown",
+    "invalid",
+    "duplicates",
+    "suppressed",
+    "outside_window",
+)
+DEFAULT_SHARDS_PATH = os.environ.get("VOXSMS_SHARDS_PATH") or (
+    f"file://{Path(tempfile.gettempdir()) / 'voxsms-shards'}"
+)
 DELIVERY_TIMEOUT_S = 15 * 60  # as in voxsms_campaign: an example run ends within minutes
 DELIVERY_POLL_INTERVAL_S = 15
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def split_into_shards(frame: pd.DataFrame, shards: int, region: str | None) -> list[pd.DataFrame]:
-    """Split rows into at most ``shards`` non-empty frames, keyed on the normalised number."""
-    shards = max(1, min(shards, conf.getint("core", "max_map_length")))
-    numbers, _ = normalise_phones(frame["phone"], region)
-    key = numbers.fillna(frame["phone"].astype(str).reset_index(drop=True))
-    shard_of = pd.util.hash_pandas_object(key, index=False).to_numpy() % shards
-    parts = [frame[shard_of == i].reset_index(drop=True) for i in range(shards)]
-    return [part for part in parts if len(part)]
+def storage_path(url: str) -> ObjectStoragePath:
+    """An object-storage URL (``s3://...``, ``file:///...``) or a local path, as a path."""
+    return ObjectStoragePath(url if "://" in url else f"file://{Path(url).expanduser().resolve()}")
+
+
+def path_name(run_id: str) -> str:
+    """``run_id`` as one safe path segment: unsafe characters (``:``, ``+``, ``.``, ``/``, ...)
+    become ``_``, and a short hash of the real id keeps run ids that differ only there apart."""
+    safe = _UNSAFE.sub("_", run_id)
+    if safe != run_id:
+        safe += "-" + hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return safe
+
+
+def run_directory(shards_path: str, dag_id: str, run_id: str) -> ObjectStoragePath:
+    """Where a run's shards go: ``<shards_path>/<dag_id>/<run_id, made safe>``."""
+    return storage_path(shards_path) / dag_id / path_name(run_id)
+
+
+def shard_keys(phones: pd.Series, shards: int, region: str | None = REGION):
+    """Each row's shard: a stable hash of its normalised number (of its raw text when it is not
+    a valid number) modulo ``shards``. ``hash_pandas_object`` uses a fixed key, so the same
+    number gets the same shard in every process."""
+    numbers, _ = normalise_phones(phones, region)
+    key = numbers.fillna(phones.astype(str).reset_index(drop=True))
+    return pd.util.hash_pandas_object(key, index=False).to_numpy() % shards
+
+
+def write_shards(chunks: Iterable[pd.DataFrame], where: ObjectStoragePath, shards: int) -> list:
+    """Append each chunk's rows to their shards' directories under ``where`` (one Parquet file
+    per chunk and shard), after removing what an earlier try left there. Returns the URLs of
+    the shard directories that got rows, in shard order. On an error nothing is left behind."""
+    if where.exists():
+        where.rmdir(recursive=True)
+    written: set[int] = set()
+    try:
+        for number, chunk in enumerate(chunks):
+            if PHONE_COLUMN not in chunk.columns:
+                raise AirflowFailException(
+                    f"The recipients have no {PHONE_COLUMN!r} column (columns: "
+                    f"{', '.join(map(str, chunk.columns))}); nothing was sent."
+                )
+            if chunk.empty:
+                continue
+            chunk = chunk.reset_index(drop=True)
+            for shard, rows in chunk.groupby(shard_keys(chunk[PHONE_COLUMN], shards)):
+                directory = where / f"shard-{shard:04d}"
+                if shard not in written:
+                    directory.mkdir(parents=True, exist_ok=True)
+                    written.add(int(shard))
+                with (directory / f"part-{number:04d}.parquet").open("wb") as handle:
+                    rows.to_parquet(handle, index=False)
+    except BaseException:
+        if where.exists():
+            where.rmdir(recursive=True)
+        raise
+    return [str(where / f"shard-{shard:04d}") for shard in sorted(written)]
+
+
+def deferrable_from_params(context) -> None:
+    """pre_execute hook: the delivery report waits in the triggerer when param ``deferrable``
+    is true (the operator's ``deferrable`` argument is not a template field)."""
+    context["ti"].task.deferrable = bool(context["params"]["deferrable"])
 
 
 @dag(
@@ -50,38 +169,55 @@ def split_into_shards(frame: pd.DataFrame, shards: int, region: str | None) -> l
     catchup=False,
     tags=["voxsms", "example"],
     params={
-        "recipients_path": Param(str(SAMPLE_RECIPIENTS), type="string"),
+        "recipients_path": Param(
+            str(SAMPLE_RECIPIENTS),
+            type="string",
+            description="CSV or Parquet file, or a directory of them; local path or URL",
+        ),
+        "recipients_sql": Param(
+            "", type="string", description="a query to read instead (when not empty)"
+        ),
+        "recipients_conn_id": Param("voxsms_db", type="string"),
         "shards": Param(4, type="integer", minimum=1),
-        "src_number": Param("VoxDemo", type="string"),
+        "shards_path": Param(
+            DEFAULT_SHARDS_PATH,
+            type="string",
+            description="base URL every worker can read (a shared volume or s3://...)",
+        ),
+        "chunk_rows": Param(DEFAULT_CHUNK_ROWS, type="integer", minimum=1),
+        "src_number": Param("VoxDemo", type="string", description="SenderID"),
         "text": Param("Your order has shipped. Reply STOP to opt out.", type="string"),
+        "deferrable": Param(False, type="boolean", description="delivery reports in the triggerer"),
     },
 )
 def voxsms_sharded_campaign():
     @task
-    def shard(params=None, ti=None) -> list[pd.DataFrame]:
-        frame = pd.read_csv(params["recipients_path"], dtype=str, keep_default_na=False)
-        shards = split_into_shards(frame, params["shards"], REGION)
-        ti.xcom_push(key="shard_count", value=len(shards))  # send's map indexes: 0..count-1
-        return shards
+    def split(params=None, dag_run=None) -> list[str]:
+        shards = max(1, min(params["shards"], conf.getint("core", "max_map_length")))
+        if params["recipients_sql"].strip():
+            chunks = recipient_chunks(
+                sql=params["recipients_sql"],
+                conn_id=params["recipients_conn_id"],
+                chunk_rows=params["chunk_rows"],
+            )
+        else:
+            chunks = recipient_chunks(
+                path=params["recipients_path"], chunk_rows=params["chunk_rows"]
+            )
+        where = run_directory(params["shards_path"], dag_run.dag_id, dag_run.run_id)
+        return write_shards(chunks, where, shards)
 
-    shards = shard()
+    shard_dirs = split()
     send = A2PSendSmsOperator.partial(
         task_id="send",
         text="{{ params.text }}",
         src_number="{{ params.src_number }}",
         default_region=REGION,
-        ledger_conn_id="voxsms_db",  # retries and cleared tasks never re-send
-    ).expand(recipients=shards)
-
-    @task
-    def accepted_per_shard(ti=None) -> list[pd.DataFrame]:
-        """Each shard's accepted_numbers, by map index: Airflow maps over return values only
-        (not over an XCom with another key). Runs only when every shard's send succeeded."""
-        count = ti.xcom_pull(task_ids="shard", key="shard_count") or 0
-        return [
-            ti.xcom_pull(task_ids="send", key="accepted_numbers", map_indexes=map_index)
-            for map_index in range(count)
-        ]
+        ledger_conn_id="voxsms_db",  # retries and cleared shards never re-send
+        results_conn_id="voxsms_db",  # one row per input row in voxsms_results_outcomes
+        retries=2,
+        retry_delay=timedelta(seconds=15),
+    ).expand(recipients_path=shard_dirs)
 
     delivery = A2PSmsDeliveryReportOperator.partial(
         task_id="delivery",
@@ -89,26 +225,10 @@ def voxsms_sharded_campaign():
         timeout=DELIVERY_TIMEOUT_S,
         poll_interval=DELIVERY_POLL_INTERVAL_S,
         report_conn_id="voxsms_db",  # table sms_delivery_status, per map index
-    ).expand(messages=send >> accepted_per_shard())
+        pre_execute=deferrable_from_params,
+    ).expand(messages=send.output)  # a summary says where its shard's accepted rows are
 
-    @task
-    def gather_failed(ti=None) -> int:
-        written = 0
-        for map_index in range(ti.xcom_pull(task_ids="shard", key="shard_count") or 0):
-            for task_id in ("send", "delivery"):
-                failed = ti.xcom_pull(task_ids=task_id, key="failed_numbers", map_indexes=map_index)
-                if failed is not None:  # None: that task failed (or never ran) before its result
-                    written += log_failed_numbers(
-                        failed,
-                        conn_id="voxsms_db",
-                        dag_id=ti.dag_id,
-                        run_id=ti.run_id,
-                        task_id=task_id,
-                        map_index=map_index,
-                    )
-        return written
-
-    @task
+    @task(multiple_outputs=False)  # one XCom, not one per key (as "-> dict" would infer)
     def report(summaries, deliveries) -> dict:
         """The campaign's counts over every shard; runs only when every shard's send and
         delivery report succeeded."""
@@ -118,20 +238,25 @@ def voxsms_sharded_campaign():
         pending = sum(d["pending"] for d in deliveries)
         undelivered = sum(d["messages"] for d in deliveries) - delivered - pending
         return {
+            "shards": len(summaries),
             **counts,
             "delivered": delivered,
             "failed_on_delivery": undelivered,
             "pending": pending,
         }
 
-    # gather_failed is a teardown: it runs when every shard's send and delivery report are done,
-    # failed or not (a failed send leaves accepted_per_shard and delivery upstream_failed), and
-    # clearing send clears shard (its setup) and gather_failed too. on_failure_fail_dagrun=True:
-    # a failed gathering fails the run, as the table would miss numbers. Such a teardown is a
-    # leaf like any task, so neither send nor delivery is a leaf: report, an ordinary task after
-    # both, is what fails the run (upstream_failed) when a shard's send or delivery failed.
+    @task
+    def cleanup_shards(params=None, dag_run=None) -> None:
+        where = run_directory(params["shards_path"], dag_run.dag_id, dag_run.run_id)
+        if where.exists():
+            where.rmdir(recursive=True)
+
+    # cleanup_shards is a teardown: it runs when every send shard is done, failed or not, and
+    # does not fail the run (the shards are copies of the source). It is a leaf like any task,
+    # so report, an ordinary task after send and delivery, is what fails the run
+    # (upstream_failed) when a shard's send or delivery report failed.
     report(send.output, delivery.output)
-    [send, delivery] >> gather_failed().as_teardown(setups=shards, on_failure_fail_dagrun=True)
+    send >> cleanup_shards().as_teardown(setups=shard_dirs)
 
 
 voxsms_sharded_campaign()

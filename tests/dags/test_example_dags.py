@@ -1,11 +1,13 @@
 """The example DAGs in dags/: they parse, each runs green end to end against the emulator and
 follows the accepted messages to their delivery status, and a run whose send (or delivery report,
-or logging) fails ends failed, with its failed numbers still logged."""
+or logging) fails ends failed, with its failed numbers still logged. The sharded example hands
+its shards over as Parquet files, never as XCom rows, and leaves every outcome in tables."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -16,7 +18,10 @@ from conftest import REPO
 from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
-from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
+from airflow_provider_voxsms.operators.delivery_report import (
+    FOLLOWED_IDS_KEY,
+    A2PSmsDeliveryReportOperator,
+)
 from airflow_provider_voxsms.sql import db_api_hook
 
 DAGS = REPO / "dags"
@@ -234,66 +239,313 @@ def test_campaign_takes_params_from_conf(dagbag, run_dag, voximplant_conn, db, t
     assert {m["source_number"] for m in messages} == {"447443332211"}
 
 
+# -- voxsms_sharded_campaign: Parquet shards, mapped sends, outcomes in tables ----------------
+
+SHARDED = "voxsms_sharded_campaign"
+SAMPLE = pd.read_csv(DAGS / "data" / "recipients.csv", dtype=str, keep_default_na=False)
+#: The sample's rows by outcome: 14 accepted, the two blocked numbers failed (509), three
+#: invalid ("not-a-number", "12345", ""), Alice's second row a duplicate.
+SAMPLE_OUTCOMES = {"accepted": 14, "failed": 2, "invalid": 3, "duplicate": 1}
+#: What a send's XComs may be, besides its summary: where its rows are in the results table.
+LOCATION_XCOMS = {"accepted_numbers", "failed_numbers", "unknown_numbers", "deferred_numbers"}
+#: XComs the delivery report operator pushes as rows (one per message) whatever the DAG does.
+DELIVERY_ROW_XCOMS = {"delivery_status", "failed_numbers"}
+
+
 def mapped_sends(tis: dict, task_id: str = "send") -> dict:
     """{map_index: TaskInstance} of the mapped ``send`` task (or another mapped task)."""
     return {key[1]: ti for key, ti in tis.items() if isinstance(key, tuple) and key[0] == task_id}
 
 
-def check_failures_logged_by_shard(sends: dict, rows: pd.DataFrame) -> dict:
-    """Each shard's failed_numbers XCom is in the table under that shard's own map index."""
-    failed_by_shard = {}
-    for map_index, ti in sends.items():
-        failed = xcom(ti, "failed_numbers")
-        failed_by_shard[map_index] = [] if failed is None else sorted(failed["input_number"])
-    logged_by_shard = {
-        map_index: sorted(rows.loc[rows.map_index == map_index, "input_number"])
-        for map_index in sends
-    }
-    assert logged_by_shard == failed_by_shard
-    assert not rows["input_number"].duplicated().any(), "every failed number lands once"
-    return failed_by_shard
+def sharded_conf(tmp_path, **conf) -> dict:
+    """Run conf with the shards under this test's tmp_path (file://, as object storage)."""
+    return {"shards_path": f"file://{tmp_path / 'shards'}", **conf}
+
+
+def outcome_rows(db: DbApiHook, run_id: str) -> pd.DataFrame:
+    columns = [
+        "task_id",
+        "map_index",
+        "destination_number",
+        "input_number",
+        "outcome",
+        "message_id",
+        "error_code",
+    ]
+    rows = db.get_records(
+        f"SELECT {', '.join(columns)} FROM voxsms_results_outcomes WHERE run_id = {db.placeholder}",
+        parameters=(run_id,),
+    )
+    return pd.DataFrame(rows, columns=columns)
+
+
+@pytest.fixture
+def shard_files(monkeypatch) -> dict:
+    """What each send shard read, recorded as it starts: {map_index: {"path": its
+    recipients_path, "files": the file names there, "phones": the rows' phone column}} (the
+    run deletes the shards at its end). Tests that patch execute too do it after this."""
+    seen: dict = {}
+    execute = A2PSendSmsOperator.execute
+
+    def recording(self, context):
+        from airflow.sdk import ObjectStoragePath
+
+        where = ObjectStoragePath(self.recipients_path)
+        files = sorted(where.iterdir(), key=lambda f: f.name)
+        phones = []
+        for file in files:
+            with file.open("rb") as handle:
+                phones += pd.read_parquet(handle)["phone"].tolist()
+        seen[context["ti"].map_index] = {
+            "path": self.recipients_path,
+            "files": [f.name for f in files],
+            "phones": phones,
+        }
+        return execute(self, context)
+
+    monkeypatch.setattr(A2PSendSmsOperator, "execute", recording)  # tasks run in-process
+    return seen
+
+
+def check_one_row_per_input_row(rows: pd.DataFrame, shard_files: dict, sends: dict) -> None:
+    """The results table holds each shard's rows once, under the shard's map index."""
+    assert set(rows["task_id"]) <= {"send"}
+    for map_index in sends:
+        logged = rows.loc[rows.map_index == map_index, "input_number"].fillna("")
+        assert Counter(logged) == Counter(shard_files[map_index]["phones"]), map_index
+
+
+def check_shards_removed(tmp_path) -> None:
+    run_dirs = list((tmp_path / "shards").glob(f"{SHARDED}/*"))
+    assert run_dirs == [], "cleanup_shards deletes the run's shard directory"
+
+
+def speed_up_retries(dag) -> None:
+    """The DAG retries a send twice, 15 s apart; here at once (the same tries, less waiting)."""
+    send = dag.get_task("send")
+    assert send.retries == 2
+    send.partial_kwargs["retry_delay"] = timedelta(0)
 
 
 @pytest.mark.parametrize("shards", [4, 1])
-def test_sharded_campaign_sends_each_number_once_and_gathers_failures(
-    dagbag, run_dag, voximplant_conn, db, shards
+def test_sharded_campaign_sends_each_number_once_and_records_one_outcome_per_row(
+    dagbag, run_dag, voximplant_conn, db, shard_files, tmp_path, shards
 ):
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
-    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"), run_conf={"shards": shards})
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=sharded_conf(tmp_path, shards=shards))
     sends = mapped_sends(tis)
     assert sorted(sends) == list(range(shards)), "one mapped instance per shard"
     assert {ti.state for ti in tis.values()} == {"success"}
+    assert run_state(sends[0]) == "success"
     sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
     assert set(sent.values()) == {1} and len(sent) == 14
 
-    rows = logged_rows(db, sends[0].run_id)
-    assert len(rows) == 5
-    assert set(rows.loc[rows.stage == "api", "destination_number"]) == BLOCKED
-    failed_by_shard = check_failures_logged_by_shard(sends, rows)
+    run_id = sends[0].run_id
+    rows = outcome_rows(db, run_id)
+    assert len(rows) == len(SAMPLE), "one row per input row"
+    assert rows["outcome"].value_counts().to_dict() == SAMPLE_OUTCOMES
+    check_one_row_per_input_row(rows, shard_files, sends)
+    accepted = rows[rows.outcome == "accepted"]
+    assert set(accepted["destination_number"]) == set(sent)
+    assert accepted["message_id"].notna().all()
+    failed = rows[rows.outcome == "failed"]
+    assert set(failed["destination_number"]) == BLOCKED and set(failed["error_code"]) == {509}
     if shards > 1:
-        assert sum(1 for numbers in failed_by_shard.values() if numbers) > 1, (
-            "the sample spreads its failures over several shards"
-        )
+        refused = rows[rows.outcome.isin(["failed", "invalid"])]
+        assert refused["map_index"].nunique() > 1, "the sample spreads its failures over shards"
+
+    # The layout: <shards_path>/<dag_id>/<run_id, made safe>/shard-NNNN/part-NNNN.parquet.
+    run_dir = f"file://{tmp_path / 'shards' / SHARDED}/"
+    for map_index, shard in shard_files.items():
+        assert shard["path"] == xcom(tis["split"])[map_index]
+        assert shard["path"].startswith(run_dir)
+        run_name, shard_name = shard["path"][len(run_dir) :].split("/")
+        assert run_name.startswith("manual__2026-01-01T00_00_00_00_00-")
+        assert not set(run_name) & set(":+."), run_id
+        assert re.fullmatch(r"shard-\d{4}", shard_name)
+        assert shard["files"] == ["part-0000.parquet"], "the sample is one chunk"
+    check_shards_removed(tmp_path)
+
+    report = xcom(tis["report"])
+    assert report["shards"] == shards and report["recipients"] == len(SAMPLE)
+    assert (report["accepted"], report["failed"], report["invalid"]) == (14, 2, 3)
+    assert report["duplicates"] == 1
+
+    # Cleared: the ledger sends nothing again, and each shard's rows are replaced.
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=sharded_conf(tmp_path, shards=shards))
+    assert {ti.state for ti in tis.values()} == {"success"}
+    assert len(voximplant_conn.state.messages_snapshot()) == 14, "nobody got the SMS twice"
+    assert len(outcome_rows(db, run_id)) == len(SAMPLE)
+    check_shards_removed(tmp_path)
 
 
-@pytest.mark.parametrize("shards", [4, 1])
-def test_sharded_campaign_follows_each_shards_messages_and_logs_delivery_failures(
-    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, shards
+def test_sharded_campaign_puts_every_copy_of_a_number_in_one_shard(
+    dagbag, run_dag, voximplant_conn, db, shard_files, tmp_path
 ):
-    """delivery's map index i follows send's map index i; its statuses and its delivery
-    failures are in the tables under that map index."""
+    """240 numbers, each also written twice more in other formats, in later chunks of 60 rows:
+    each number lands in one shard, whose send texts it once."""
+    numbers = [f"447700900{i:03d}" for i in range(240)]
+    phones = [
+        *(f"+{n}" for n in numbers),
+        *(f"0{n[2:6]} {n[6:]}" for n in numbers),  # national: 07700 900123
+        *(f"0044-{n[2:]}" for n in numbers[::-1]),
+    ]
+    csv = tmp_path / "copies.csv"
+    pd.DataFrame({"phone": phones}).to_csv(csv, index=False)
+    conf = sharded_conf(tmp_path, recipients_path=str(csv), shards=4, chunk_rows=60)
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=conf)
+    assert {ti.state for ti in tis.values()} == {"success"}
+    sends = mapped_sends(tis)
+    assert sorted(sends) == [0, 1, 2, 3]
+    sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
+    assert sent == dict.fromkeys(numbers, 1), "every number texted once"
+    for shard in shard_files.values():
+        assert shard["files"] == [f"part-{i:04d}.parquet" for i in range(12)], "12 chunks"
+
+    rows = outcome_rows(db, sends[0].run_id)
+    assert len(rows) == len(phones)
+    assert rows["outcome"].value_counts().to_dict() == {"accepted": 240, "duplicate": 480}
+    assert (rows.groupby("destination_number")["map_index"].nunique() == 1).all()
+    check_one_row_per_input_row(rows, shard_files, sends)
+    report = xcom(tis["report"])
+    assert (report["recipients"], report["accepted"], report["duplicates"]) == (720, 240, 480)
+    check_shards_removed(tmp_path)
+
+
+def test_sharded_campaign_reads_its_recipients_from_sql(
+    dagbag, run_dag, voximplant_conn, db, shard_files, tmp_path
+):
+    """The sample and four more numbers in a table on voxsms_db, read 6 rows at a time (a
+    server-side cursor on PostgreSQL)."""
+    db.run("DROP TABLE IF EXISTS voxsms_sharded_recipients")
+    db.run("CREATE TABLE voxsms_sharded_recipients (id INTEGER, phone TEXT, name TEXT)")
+    extra = [(f"+44 7443 33223{i}", f"Extra {i}") for i in range(4)]  # not in the sample CSV
+    listed = [(row.phone, row.name) for row in SAMPLE.itertuples()] + extra
+    db.insert_rows(
+        "voxsms_sharded_recipients",
+        [(i, phone, name) for i, (phone, name) in enumerate(listed)],
+        target_fields=["id", "phone", "name"],
+    )
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    conf = sharded_conf(
+        tmp_path,
+        recipients_sql="SELECT phone, name FROM voxsms_sharded_recipients ORDER BY id",
+        chunk_rows=6,
+    )
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=conf)
+    assert {ti.state for ti in tis.values()} == {"success"}
+    sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
+    assert set(sent.values()) == {1} and len(sent) == 18
+    assert {f"44744333223{i}" for i in range(4)} <= set(sent)
+    rows = outcome_rows(db, mapped_sends(tis)[0].run_id)
+    assert len(rows) == len(listed)
+    assert rows["outcome"].value_counts().to_dict() == {**SAMPLE_OUTCOMES, "accepted": 18}
+    assert Counter(rows["input_number"].fillna("")) == Counter(phone for phone, _ in listed)
+    check_one_row_per_input_row(rows, shard_files, mapped_sends(tis))
+    assert max(len(shard["files"]) for shard in shard_files.values()) > 1, "chunks of 6 rows"
+    check_shards_removed(tmp_path)
+
+
+def run_xcoms(run_id: str) -> list[tuple[str, int, str, int, object]]:
+    """Every XCom of a voxsms_sharded_campaign run: (task_id, map_index, key, size of the stored JSON, value)."""
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.sdk.serde import deserialize
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        stored = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == SHARDED, XComModel.run_id == run_id)
+            .all()
+        )
+        return [
+            (
+                x.task_id,
+                x.map_index,
+                x.key,
+                len(json.dumps(x.value)),
+                deserialize(XComModel.deserialize_value(x)),
+            )
+            for x in stored
+        ]
+
+
+def test_sharded_campaign_keeps_recipient_rows_out_of_xcom(
+    dagbag, run_dag, voximplant_conn, db, tmp_path
+):
+    """1,000 recipients: split hands over shard URLs, each send where its rows are, and no
+    XCom holds recipient rows (but the delivery report's own row XComs, which it pushes in
+    every DAG: see DELIVERY_ROW_XCOMS)."""
+    csv = tmp_path / "thousand.csv"
+    pd.DataFrame({"phone": [f"+447700901{i:03d}" for i in range(1000)]}).to_csv(csv, index=False)
+    conf = sharded_conf(tmp_path, recipients_path=str(csv), shards=4)
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=conf)
+    assert {ti.state for ti in tis.values()} == {"success"}
+    xcoms = {(t, i, k): (size, value) for t, i, k, size, value in run_xcoms(tis["split"].run_id)}
+    shards = range(4)
+    assert set(xcoms) == {
+        ("split", -1, "return_value"),
+        *(("send", i, k) for i in shards for k in ["return_value", *LOCATION_XCOMS]),
+        *(("delivery", i, k) for i in shards for k in ["return_value", *DELIVERY_ROW_XCOMS]),
+        ("report", -1, "return_value"),
+    }
+    for (task_id, map_index, key), (size, value) in xcoms.items():
+        if task_id == "delivery" and key in DELIVERY_ROW_XCOMS:
+            assert isinstance(value, pd.DataFrame)
+            continue
+        # A rows XCom of 1,000 numbers would take over 12 kB; these stay small.
+        assert size < 1500, (task_id, map_index, key, size)
+        assert isinstance(value, list if task_id == "split" else dict), (task_id, key)
+
+    urls = xcoms[("split", -1, "return_value")][1]
+    assert len(urls) == 4 and all(isinstance(url, str) for url in urls)
+    assert all(url.startswith(f"file://{tmp_path / 'shards' / SHARDED}/") for url in urls)
+    location = {"conn_id", "table", "dag_id", "run_id", "task_id", "map_index"}
+    for i in shards:
+        where = xcoms[("send", i, "return_value")][1]["results"]
+        assert set(where) == location
+        assert (where["table"], where["task_id"], where["map_index"]) == (
+            "voxsms_results_outcomes",
+            "send",
+            i,
+        )
+        for key in LOCATION_XCOMS:
+            value = xcoms[("send", i, key)][1]
+            assert set(value) == {*location, "outcomes", "rows"}
+            assert {k: value[k] for k in location} == where
+    accepted = sum(xcoms[("send", i, "accepted_numbers")][1]["rows"] for i in shards)
+    assert accepted == xcom(tis["report"])["accepted"] == 1000
+    for i in shards:
+        counts = xcoms[("delivery", i, "return_value")][1]
+        assert all(isinstance(v, int | float) for v in counts.values()), counts
+
+
+@pytest.mark.parametrize(
+    ("shards", "deferrable"),
+    [(4, False), (1, False), pytest.param(4, True, id="4-deferrable")],
+)
+def test_sharded_campaign_follows_each_shards_messages_to_delivery(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, tmp_path, shards, deferrable
+):
+    """delivery's map index i follows send's map index i, reading its accepted messages from
+    the results table; statuses in sms_delivery_status under that map index. With param
+    deferrable each report waits in the triggerer (dag.test runs it in-process)."""
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
     voximplant_delivery(by_last_digit=DELIVERY_BY_DIGIT)
-    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"), run_conf={"shards": shards})
+    conf = sharded_conf(tmp_path, shards=shards, deferrable=deferrable)
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=conf)
     assert {ti.state for ti in tis.values()} == {"success"}
     sends, deliveries = mapped_sends(tis), mapped_sends(tis, "delivery")
     assert sorted(deliveries) == sorted(sends) == list(range(shards))
     run_id = sends[0].run_id
 
     statuses = delivery_rows(db, run_id)
+    rows = outcome_rows(db, run_id)
     assert set(statuses["task_id"]) == {"delivery"}
-    for map_index, send in sends.items():
-        accepted = xcom(send, "accepted_numbers")
+    for map_index in sends:
+        accepted = rows[(rows.map_index == map_index) & (rows.outcome == "accepted")]
         shard = statuses[statuses.map_index == map_index]
         assert sorted(shard["destination_number"]) == sorted(accepted["destination_number"])
     truth = {n: FAILED_ON_DELIVERY.get(n, "DELIVERED") for n in statuses["destination_number"]}
@@ -301,54 +553,93 @@ def test_sharded_campaign_follows_each_shards_messages_and_logs_delivery_failure
     assert dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True)) == (
         truth
     )
-
-    rows = logged_rows(db, run_id)
-    on_delivery = rows[rows.stage == "delivery"]
-    assert set(on_delivery["task_id"]) == {"delivery"}
-    assert sorted(on_delivery["destination_number"]) == sorted(FAILED_ON_DELIVERY)
-    for map_index, ti in deliveries.items():
-        logged = on_delivery.loc[on_delivery.map_index == map_index, "destination_number"]
-        assert sorted(logged) == sorted(xcom(ti, "failed_numbers")["destination_number"])
+    undelivered = statuses[statuses.delivery_status != "DELIVERED"]
+    assert sorted(undelivered["destination_number"]) == sorted(FAILED_ON_DELIVERY)
     if shards > 1:
-        assert on_delivery["map_index"].nunique() > 1, "delivery failures in several shards"
-    check_failures_logged_by_shard(sends, rows[rows.task_id == "send"])
+        assert undelivered["map_index"].nunique() > 1, "delivery failures in several shards"
+    for ti in deliveries.values():
+        followed = xcom(ti, FOLLOWED_IDS_KEY)
+        assert (followed is not None) == deferrable, "pushed when it defers to the triggerer"
     report = xcom(tis["report"])
     assert (report["delivered"], report["failed_on_delivery"], report["pending"]) == (10, 4, 0)
+    check_shards_removed(tmp_path)
 
 
-def test_sharded_campaign_logs_failures_under_their_map_index_when_a_shard_dies(
-    dagbag, run_dag, voximplant_conn, db, monkeypatch
+def test_sharded_campaign_fails_when_a_shard_dies_and_keeps_the_others_outcomes(
+    dagbag, run_dag, voximplant_conn, db, shard_files, tmp_path, monkeypatch
 ):
-    """Shard 0 dies before pushing its outputs: the others must not move up into its place."""
+    """Shard 0's worker dies in every try (3: two retries): the run fails, the other shards'
+    outcomes are in the table, and the shards are deleted all the same."""
     execute = A2PSendSmsOperator.execute
 
     def dies_in_shard_0(self, context):
         if context["ti"].map_index == 0:
-            raise RuntimeError("worker lost before any output was pushed")
+            raise RuntimeError("worker lost before anything was sent")
         return execute(self, context)
 
-    monkeypatch.setattr(A2PSendSmsOperator, "execute", dies_in_shard_0)  # tasks run in-process
+    monkeypatch.setattr(A2PSendSmsOperator, "execute", dies_in_shard_0)
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
-    tis = run_dag(dagbag.get_dag("voxsms_sharded_campaign"), run_conf={"shards": 4})
+    dag = dagbag.get_dag(SHARDED)
+    speed_up_retries(dag)
+    tis = run_dag(dag, run_conf=sharded_conf(tmp_path, shards=4))
     sends = mapped_sends(tis)
-    assert sorted(sends) == [0, 1, 2, 3]
-    assert sends[0].state == "failed" and xcom(sends[0], "failed_numbers") is None
-    assert tis["gather_failed"].state == "success"
+    assert {i: ti.state for i, ti in sends.items()} == {
+        0: "failed",
+        1: "success",
+        2: "success",
+        3: "success",
+    }
+    assert sends[0].try_number == 3, "retried twice"
     assert run_state(sends[0]) == "failed", "one failed shard fails the run"
     assert tis["report"].state == "upstream_failed"
     assert tis["delivery"].state == "upstream_failed"
+    assert tis["cleanup_shards"].state == "success"
+    check_shards_removed(tmp_path)
 
-    rows = logged_rows(db, sends[0].run_id)
-    failed_by_shard = check_failures_logged_by_shard(sends, rows)
-    assert any(failed_by_shard[i] for i in (1, 2, 3)), "a shard after the dead one failed some"
-    assert len(rows) == sum(map(len, failed_by_shard.values())) > 0
+    rows = outcome_rows(db, sends[0].run_id)
+    assert 0 not in set(rows["map_index"])
+    check_one_row_per_input_row(rows, {i: shard_files[i] for i in (1, 2, 3)}, [1, 2, 3])
+    refused = rows[rows.outcome.isin(["failed", "invalid"])]
+    assert len(refused) > 0, "a shard after the dead one refused some"
+    sent = {m["destination_number"] for m in voximplant_conn.state.messages_snapshot()}
+    assert sent == set(rows.loc[rows.outcome == "accepted", "destination_number"])
 
 
-def test_sharded_campaign_run_fails_when_a_shard_fails_and_gathers_its_failed_numbers(
-    dagbag, run_dag, voximplant_conn, db, monkeypatch
+def test_sharded_campaign_retries_a_lost_shard_from_the_ledger(
+    dagbag, run_dag, voximplant_conn, db, shard_files, tmp_path, monkeypatch
 ):
-    """Shard 0 sends under a SenderID the account lacks: 507 stops it after it pushed its
-    outputs; the other shards succeed."""
+    """Shard 0's worker dies after sending, before its outputs: the retry resumes from the
+    send ledger (nobody texted twice) and replaces the shard's rows in the results table."""
+    execute = A2PSendSmsOperator.execute
+
+    def lost_after_sending(self, context):
+        result = execute(self, context)
+        if context["ti"].map_index == 0 and context["ti"].try_number == 1:
+            raise RuntimeError("worker lost after sending")
+        return result
+
+    monkeypatch.setattr(A2PSendSmsOperator, "execute", lost_after_sending)
+    dag = dagbag.get_dag(SHARDED)
+    speed_up_retries(dag)
+    tis = run_dag(dag, run_conf=sharded_conf(tmp_path, shards=4))
+    assert {ti.state for ti in tis.values()} == {"success"}
+    sends = mapped_sends(tis)
+    assert sends[0].try_number == 2
+    sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
+    assert set(sent.values()) == {1} and len(sent) == 16
+    summary = xcom(sends[0])
+    assert summary["accepted"] == summary["earlier"] > 0, "the retry sent nothing again"
+    rows = outcome_rows(db, sends[0].run_id)
+    assert len(rows) == len(SAMPLE), "the retry replaced the first try's rows"
+    check_one_row_per_input_row(rows, shard_files, sends)
+    check_shards_removed(tmp_path)
+
+
+def test_sharded_campaign_run_fails_when_a_shard_fails_and_keeps_its_outcomes(
+    dagbag, run_dag, voximplant_conn, db, shard_files, tmp_path, monkeypatch
+):
+    """Shard 0 sends under a SenderID the account lacks: 507 stops it (no retry: a retry
+    cannot fix it) after it wrote its outcomes; the other shards succeed."""
     execute = A2PSendSmsOperator.execute
 
     def unknown_sender_in_shard_0(self, context):
@@ -357,9 +648,7 @@ def test_sharded_campaign_run_fails_when_a_shard_fails_and_gathers_its_failed_nu
         return execute(self, context)
 
     monkeypatch.setattr(A2PSendSmsOperator, "execute", unknown_sender_in_shard_0)
-    dag = dagbag.get_dag("voxsms_sharded_campaign")
-    check_no_retries(dag)
-    tis = run_dag(dag, run_conf={"shards": 4})
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=sharded_conf(tmp_path, shards=4))
     sends = mapped_sends(tis)
     assert {i: ti.state for i, ti in sends.items()} == {
         0: "failed",
@@ -367,24 +656,25 @@ def test_sharded_campaign_run_fails_when_a_shard_fails_and_gathers_its_failed_nu
         2: "success",
         3: "success",
     }
-    assert tis["gather_failed"].state == "success"
+    assert sends[0].try_number == 1, "a stop a retry cannot fix is not retried"
     assert run_state(sends[0]) == "failed", "one failed shard fails the run"
     assert tis["report"].state == "upstream_failed"
     assert tis["delivery"].state == "upstream_failed"
+    assert tis["cleanup_shards"].state == "success"
     assert voximplant_conn.state.stats.api_errors[507] > 0
+    check_shards_removed(tmp_path)
 
-    rows = logged_rows(db, sends[0].run_id)
-    failed_by_shard = check_failures_logged_by_shard(sends, rows)
-    assert "not_sent" in set(rows.loc[rows.map_index == 0, "stage"]), "shard 0's numbers logged"
-    assert any(failed_by_shard[i] for i in (1, 2, 3))
+    rows = outcome_rows(db, sends[0].run_id)
+    assert len(rows) == len(SAMPLE), "the failed shard's outcomes are in the table too"
+    check_one_row_per_input_row(rows, shard_files, sends)
+    assert "not_sent" in set(rows.loc[rows.map_index == 0, "outcome"]), "shard 0's numbers"
+    assert "not_sent" not in set(rows.loc[rows.map_index != 0, "outcome"])
 
 
-def test_sharded_campaign_run_fails_when_a_shards_delivery_report_fails_and_logs_it(
-    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, monkeypatch
+def test_sharded_campaign_run_fails_when_a_shards_delivery_report_fails(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, tmp_path, monkeypatch
 ):
-    """Shard 0's delivery report fails after pushing its outputs; the other shards' succeed."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    """Shard 0's delivery report fails after writing its statuses; the others succeed."""
     execute = A2PSmsDeliveryReportOperator.execute
 
     def fails_in_shard_0(self, context):
@@ -396,9 +686,9 @@ def test_sharded_campaign_run_fails_when_a_shards_delivery_report_fails_and_logs
     monkeypatch.setattr(A2PSmsDeliveryReportOperator, "execute", fails_in_shard_0)
     voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
     voximplant_delivery(by_last_digit=DELIVERY_BY_DIGIT)
-    dag = dagbag.get_dag("voxsms_sharded_campaign")
+    dag = dagbag.get_dag(SHARDED)
     assert dag.get_task("delivery").retries == 0, "a retry would change the final states"
-    tis = run_dag(dag, run_conf={"shards": 4})
+    tis = run_dag(dag, run_conf=sharded_conf(tmp_path, shards=4))
     deliveries = mapped_sends(tis, "delivery")
     assert {i: ti.state for i, ti in deliveries.items()} == {
         0: "failed",
@@ -406,17 +696,46 @@ def test_sharded_campaign_run_fails_when_a_shards_delivery_report_fails_and_logs
         2: "success",
         3: "success",
     }
-    assert tis["gather_failed"].state == "success"
     assert tis["report"].state == "upstream_failed"
     assert run_state(deliveries[0]) == "failed", "a failed delivery report fails the run"
+    statuses = delivery_rows(db, deliveries[0].run_id)
+    assert len(statuses) == 14 and set(statuses["map_index"]) == {0, 1, 2, 3}
+    undelivered = statuses[statuses.delivery_status != "DELIVERED"]
+    assert sorted(undelivered["destination_number"]) == sorted(FAILED_ON_DELIVERY)
+    check_shards_removed(tmp_path)
 
-    rows = logged_rows(db, deliveries[0].run_id)
-    on_delivery = rows[rows.stage == "delivery"]
-    for map_index, ti in deliveries.items():
-        logged = on_delivery.loc[on_delivery.map_index == map_index, "destination_number"]
-        assert sorted(logged) == sorted(xcom(ti, "failed_numbers")["destination_number"])
-    assert sorted(on_delivery["destination_number"]) == sorted(FAILED_ON_DELIVERY)
-    assert len(delivery_rows(db, deliveries[0].run_id)) == 14
+
+def test_sharded_campaign_caps_shards_at_max_map_length_and_creates_no_empty_shard(
+    dagbag, run_dag, voximplant_conn, db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    voximplant_conn.state.set_faults(blocked_numbers=BLOCKED)
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=sharded_conf(tmp_path, shards=8))
+    assert {ti.state for ti in tis.values()} == {"success"}
+    assert sorted(mapped_sends(tis)) == [0, 1]
+    assert len(voximplant_conn.state.messages_snapshot()) == 14
+
+    # One number written three ways: one shard of the 8 has rows, and only it is created.
+    one = tmp_path / "one.csv"
+    one.write_text("phone\n+447443332240\n07443 332240\n0044 7443 332240\n")
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "8")
+    conf = sharded_conf(tmp_path, recipients_path=str(one), shards=8)
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=conf)
+    assert {ti.state for ti in tis.values()} == {"success"}
+    (url,) = xcom(tis["split"])
+    assert re.search(r"/shard-000[0-7]$", url)
+    assert sorted(mapped_sends(tis)) == [0]
+    assert xcom(tis["report"])["duplicates"] == 2
+
+    # No rows at all: no shard, nothing to send, and the run still succeeds.
+    empty = tmp_path / "empty.csv"
+    empty.write_text("phone,name\n")
+    conf = sharded_conf(tmp_path, recipients_path=str(empty))
+    tis = run_dag(dagbag.get_dag(SHARDED), run_conf=conf)
+    assert xcom(tis["split"]) == [], "no rows, no shards"
+    assert run_state(tis["split"]) == "success"
+    assert len(voximplant_conn.state.messages_snapshot()) == 15
+    check_shards_removed(tmp_path)
 
 
 def test_alert_dag_sends_the_on_call_sms(dagbag, run_dag, voximplant_conn):
