@@ -86,13 +86,25 @@ def _columns(cursor) -> list[str]:
 
 
 def _file_chunks(path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Chunks of ``chunk_rows`` rows across the files: small files (a shard written in many
+    parts) are joined, so a campaign is not sent in many small pieces."""
     files = _files(path)
+    pending: list[pd.DataFrame] = []
+    held = 0
     yielded = False
     for file in files:
         for chunk in _read_file(file, chunk_rows):
-            yield chunk
-            yielded = True
-    if not yielded:  # empty files: their columns, no rows
+            pending.append(chunk.reset_index(drop=True))
+            held += len(chunk)
+            if held >= chunk_rows:
+                joined = pd.concat(pending, ignore_index=True)
+                yield joined.iloc[:chunk_rows].reset_index(drop=True)
+                rest = joined.iloc[chunk_rows:].reset_index(drop=True)
+                pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
+                yielded = True
+    if held:
+        yield pd.concat(pending, ignore_index=True)
+    elif not yielded:  # empty files: their columns, no rows
         yield next(_read_file(files[0], chunk_rows), pd.DataFrame())
 
 

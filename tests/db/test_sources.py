@@ -102,3 +102,13 @@ def test_a_path_that_cannot_be_read_is_refused_clearly(tmp_path, name, match):
 def test_a_directory_without_data_files_is_refused(tmp_path):
     with pytest.raises(RecipientsError, match="without CSV or Parquet files"):
         list(recipient_chunks(path=str(tmp_path)))
+
+
+def test_small_files_are_joined_into_full_chunks(tmp_path):
+    """A shard written in many small parts is read in chunks of ``chunk_rows`` all the same."""
+    for part in range(7):
+        rows = [f"p{part}r{i}" for i in range(3)]
+        pd.DataFrame({"phone": rows}).to_parquet(tmp_path / f"part-{part}.parquet", index=False)
+    chunks = list(recipient_chunks(path=str(tmp_path), chunk_rows=5))
+    assert [len(c) for c in chunks] == [5, 5, 5, 5, 1]
+    assert pd.concat(chunks)["phone"].tolist() == [f"p{p}r{i}" for p in range(7) for i in range(3)]
