@@ -18,6 +18,8 @@ What a broken edit to docker/ would otherwise only show at ``docker compose up``
 * the AIRFLOW_CONN_* values parse as Airflow connections that agree with the rest of the file
   (emulator volume and key file, the voxsms database made by the init SQL, service names).
 * workers can be scaled: no container_name, no host ports.
+* every Airflow service reads docker/airflow.env (``env_file``), the settings the Celery cluster
+  test (tests/cluster) starts its components with, and overrides none of them.
 
 Celery commands and [celery] options come from apache-airflow-providers-celery: when it is not
 installed in the test venv those checks are skipped (the image ships it).
@@ -38,6 +40,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from shared_settings import SHARED_SETTINGS, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -75,11 +78,25 @@ def interpolate(value: str, env: dict[str, str] | None = None) -> str:
     return _VAR.sub(sub, value.replace("$$", "\0")).replace("\0", "$")
 
 
+def env_files(svc: dict) -> list[dict]:
+    """A service's ``env_file`` entries in long syntax (``{"path": ..., "required": ...}``)."""
+    entries = svc.get("env_file", [])
+    entries = [entries] if isinstance(entries, str | dict) else entries
+    return [{"path": e} if isinstance(e, str) else e for e in entries]
+
+
 def service_env(name: str) -> dict[str, str]:
+    """What the container gets: its env files in order, then ``environment``, which wins."""
+    merged: dict[str, str] = {}
+    for entry in env_files(SERVICES[name]):
+        path = DOCKER / interpolate(entry["path"])
+        if path.is_file():
+            merged.update(read_env_file(path))
     env = SERVICES[name].get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: interpolate(str(v)) for k, v in env.items()}
+    merged.update({k: interpolate(str(v)) for k, v in env.items()})
+    return merged
 
 
 COMMON_ENV = service_env("airflow-scheduler")
@@ -171,6 +188,30 @@ def test_every_service_waits_for_what_it_uses():
             assert "healthcheck" in SERVICES[name], name
 
 
+def test_airflow_services_use_the_settings_shared_with_the_cluster_test():
+    """docker/airflow.env is what tests/cluster runs its Airflow with: every Airflow service
+    must read it, and none may override one of its settings in ``environment`` (compose lets
+    ``environment`` win, which would silently part the stack from the tested cluster)."""
+    shared = read_env_file(SHARED_SETTINGS)
+    assert shared["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name in AIRFLOW_SERVICES:
+        paths = [(DOCKER / interpolate(e["path"])).resolve() for e in env_files(SERVICES[name])]
+        assert SHARED_SETTINGS in paths, f"{name} does not read {SHARED_SETTINGS.name}"
+        overridden = set(shared) & set(SERVICES[name].get("environment") or {})
+        assert not overridden, f"{name} overrides shared settings {sorted(overridden)}"
+        assert {k: v for k, v in service_env(name).items() if k in shared} == shared, name
+
+
+def test_the_shared_settings_file_refuses_what_readers_could_read_differently(tmp_path):
+    """Quotes, spaces, ``$`` and inline comments are read differently by compose and by a plain
+    parser: the file may not hold them."""
+    for line in ('A="x"', "A=x y", "A=${B}", "A=x #c", "a=x", "A"):
+        bad = tmp_path / "bad.env"
+        bad.write_text(f"# ok\n{line}\n")
+        with pytest.raises(ValueError, match=r"bad\.env:2"):
+            read_env_file(bad)
+
+
 # -- paths ----------------------------------------------------------------------------------------
 
 
@@ -191,9 +232,7 @@ def test_referenced_paths_exist():
                 assert (DOCKER / source).resolve().exists(), f"{name}: bind mount {source}"
             else:
                 assert source in (COMPOSE.get("volumes") or {}), f"{name}: volume {source}"
-        env_files = svc.get("env_file", [])
-        for entry in [env_files] if isinstance(env_files, str | dict) else env_files:
-            entry = {"path": entry} if isinstance(entry, str) else entry
+        for entry in env_files(svc):
             if entry.get("required", True):
                 assert (DOCKER / interpolate(entry["path"])).is_file(), f"{name}: {entry}"
 
