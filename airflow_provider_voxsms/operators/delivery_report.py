@@ -18,6 +18,7 @@ from airflow_provider_voxsms.errors import InputError, VoximplantApiError, Voxim
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
 from airflow_provider_voxsms.results import is_location, read_outcomes
 from airflow_provider_voxsms.sms import delivery
+from airflow_provider_voxsms.sql import TASK_KEY_COLUMNS
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 # Most messages are final within minutes; what is still open after hours is mostly phones that
@@ -45,8 +46,12 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
     ``delivery_status`` (one row per message: ``message_id``, ``destination_number``,
     ``delivery_status``, ``error_message``, ``fragments``, ``cost``, ``processing_date``) and
     ``failed_numbers`` (the send task's columns, stage ``delivery``, one row per message whose
-    final status is not DELIVERED). A deferring task also pushes ``followed_message_ids``, the
-    ids it follows in compact text, which the trigger reads instead of carrying them.
+    final status is not DELIVERED). When the messages come from a send's results table and
+    ``report_conn_id`` is set, those two XComs only say where the rows are instead
+    (``conn_id``, ``table``, the task key, ``rows``; ``failed_numbers`` adds
+    ``not_status: "DELIVERED"``), so a large campaign keeps its rows out of XCom end to end.
+    A deferring task also pushes ``followed_message_ids``, the ids it follows in compact text,
+    which the trigger reads instead of carrying them.
 
     :param messages: a DataFrame with ``message_id`` (and ``destination_number``), a list of
         them (mapped sends) or of message ids, or an XComArg of one, e.g.
@@ -127,6 +132,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         self.deferrable = deferrable
         self.report_conn_id = report_conn_id
         self.report_table = report_table
+        self._messages_from_results = False
         self.fail_on_undelivered_ratio = fail_on_undelivered_ratio
         self.max_concurrency = max_concurrency
         self.hook_params = hook_params or {}
@@ -188,6 +194,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         messages = self.messages
         if self.send_task_id is not None:
             messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
+        self._messages_from_results = _has_location(messages)
         try:
             return delivery.messages_frame(_read_results(messages))
         except (TypeError, ValueError) as err:
@@ -242,18 +249,28 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         failed = delivery.failed_numbers(statuses)
         summary = delivery.summarise(statuses, time.time() - started if started else 0.0)
         ti = context["ti"]
-        ti.xcom_push(key="delivery_status", value=statuses)
-        ti.xcom_push(key="failed_numbers", value=failed)
+        key = (ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
         if self.report_conn_id:
             log_delivery_status(
                 statuses,
                 conn_id=self.report_conn_id,
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
-                task_id=ti.task_id,
-                map_index=getattr(ti, "map_index", -1),
+                dag_id=key[0],
+                run_id=key[1],
+                task_id=key[2],
+                map_index=key[3],
                 table=self.report_table,
             )
+        if self.report_conn_id and self._messages_from_results:
+            # A send that kept its rows out of XCom: so does its report (the rows are in the
+            # table; the XComs say where, and how many).
+            where = {"conn_id": self.report_conn_id, "table": self.report_table}
+            where.update(zip(TASK_KEY_COLUMNS, key, strict=True))
+            ti.xcom_push(key="delivery_status", value={**where, "rows": len(statuses)})
+            undelivered = {**where, "not_status": "DELIVERED", "rows": len(failed)}
+            ti.xcom_push(key="failed_numbers", value=undelivered)
+        else:
+            ti.xcom_push(key="delivery_status", value=statuses)
+            ti.xcom_push(key="failed_numbers", value=failed)
         self.log.info("Delivery report: %s", summary)
         if self.fail_on_undelivered_ratio is not None:
             ratio = delivery.undelivered_ratio(summary)
@@ -274,7 +291,14 @@ def _read_results(messages: Any) -> Any:
         where = messages.get("results", messages)
         accepted = {**where, "outcomes": ["accepted"]}
         return read_outcomes(accepted, ["destination_number", "message_id"])
-    listed = isinstance(messages, Sequence) and not isinstance(messages, str | bytes)
-    if listed and any(is_location(item) for item in messages):
+    if _has_location(messages):
         return [_read_results(item) for item in messages]
     return messages
+
+
+def _has_location(messages: Any) -> bool:
+    """True for a results location, or a list holding one."""
+    if is_location(messages):
+        return True
+    listed = isinstance(messages, Sequence) and not isinstance(messages, str | bytes)
+    return listed and any(is_location(item) for item in messages)

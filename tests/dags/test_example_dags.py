@@ -248,8 +248,9 @@ SAMPLE = pd.read_csv(DAGS / "data" / "recipients.csv", dtype=str, keep_default_n
 SAMPLE_OUTCOMES = {"accepted": 14, "failed": 2, "invalid": 3, "duplicate": 1}
 #: What a send's XComs may be, besides its summary: where its rows are in the results table.
 LOCATION_XCOMS = {"accepted_numbers", "failed_numbers", "unknown_numbers", "deferred_numbers"}
-#: XComs the delivery report operator pushes as rows (one per message) whatever the DAG does.
-DELIVERY_ROW_XCOMS = {"delivery_status", "failed_numbers"}
+#: What a delivery report of messages read from a results table pushes besides its summary:
+#: where its rows are in sms_delivery_status.
+DELIVERY_LOCATION_XCOMS = {"delivery_status", "failed_numbers"}
 
 
 def mapped_sends(tis: dict, task_id: str = "send") -> dict:
@@ -475,9 +476,8 @@ def run_xcoms(run_id: str) -> list[tuple[str, int, str, int, object]]:
 def test_sharded_campaign_keeps_recipient_rows_out_of_xcom(
     dagbag, run_dag, voximplant_conn, db, tmp_path
 ):
-    """1,000 recipients: split hands over shard URLs, each send where its rows are, and no
-    XCom holds recipient rows (but the delivery report's own row XComs, which it pushes in
-    every DAG: see DELIVERY_ROW_XCOMS)."""
+    """1,000 recipients: split hands over shard URLs, each send and each delivery report
+    where its rows are, and no XCom holds recipient rows."""
     csv = tmp_path / "thousand.csv"
     pd.DataFrame({"phone": [f"+447700901{i:03d}" for i in range(1000)]}).to_csv(csv, index=False)
     conf = sharded_conf(tmp_path, recipients_path=str(csv), shards=4)
@@ -488,13 +488,10 @@ def test_sharded_campaign_keeps_recipient_rows_out_of_xcom(
     assert set(xcoms) == {
         ("split", -1, "return_value"),
         *(("send", i, k) for i in shards for k in ["return_value", *LOCATION_XCOMS]),
-        *(("delivery", i, k) for i in shards for k in ["return_value", *DELIVERY_ROW_XCOMS]),
+        *(("delivery", i, k) for i in shards for k in ["return_value", *DELIVERY_LOCATION_XCOMS]),
         ("report", -1, "return_value"),
     }
     for (task_id, map_index, key), (size, value) in xcoms.items():
-        if task_id == "delivery" and key in DELIVERY_ROW_XCOMS:
-            assert isinstance(value, pd.DataFrame)
-            continue
         # A rows XCom of 1,000 numbers would take over 12 kB; these stay small.
         assert size < 1500, (task_id, map_index, key, size)
         assert isinstance(value, list if task_id == "split" else dict), (task_id, key)

@@ -218,13 +218,24 @@ def test_the_delivery_report_follows_the_messages_a_send_wrote_to_its_results_ta
             results_conn_id=voxsms_db,
         )
         A2PSmsDeliveryReportOperator(
-            task_id="delivery", messages=send.output, poll_interval=1, timeout=60
+            task_id="delivery",
+            messages=send.output,
+            poll_interval=1,
+            timeout=60,
+            report_conn_id=voxsms_db,
         )
     tis = run_dag(dag)
     report = xcom(tis["delivery"])
     assert report["messages"] == 40 and report["pending"] == 0
     assert report["failed"] == sum(n.endswith("7") for n in NUMBERS[:40]) == 4
     assert report["delivered"] == 36
+    statuses = db_api_hook(voxsms_db).get_pandas_df(
+        "SELECT delivery_status FROM sms_delivery_status WHERE task_id = 'delivery'"
+    )
+    assert statuses["delivery_status"].value_counts().to_dict() == {"DELIVERED": 36, "FAILED": 4}
+    where = xcom(tis["delivery"], "failed_numbers")
+    assert where["table"] == "sms_delivery_status" and where["rows"] == 4, "no rows in XCom"
+    assert xcom(tis["delivery"], "delivery_status")["rows"] == 40
 
 
 def test_a_streamed_campaign_waits_for_windows_and_resumes_every_chunk_from_the_ledger(
