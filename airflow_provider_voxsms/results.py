@@ -10,6 +10,7 @@ after a try that finished there is exactly one row per input row.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
@@ -105,10 +106,39 @@ class ResultsTable:
         self._transaction.__exit__(*exc_info)
 
     def write(self, frame: pd.DataFrame) -> None:
-        """Insert ``frame`` (``OUTCOME_COLUMNS``) and commit."""
+        """Insert ``frame`` (``OUTCOME_COLUMNS``) and commit: through ``COPY`` where the driver
+        has it (PostgreSQL's drivers), else in multi-row INSERTs."""
         if frame.empty:
             return
         now = pd.Timestamp.now(tz="UTC").tz_localize(None).isoformat(sep=" ")
+        with closing(self._conn.cursor()) as cur:
+            if hasattr(cur, "copy_expert") or hasattr(cur, "copy"):  # psycopg2 / psycopg 3
+                self._copy(cur, frame, now)
+            else:
+                self._insert(cur, frame, now)
+        self._conn.commit()
+        self.rows += len(frame)
+
+    def _copy(self, cur, frame: pd.DataFrame, now: str) -> None:
+        """PostgreSQL's COPY of the rows as CSV; ``\\N`` marks NULL, so an empty text stays
+        an empty text."""
+        table = pd.DataFrame(dict(zip(TASK_KEY_COLUMNS, self.key, strict=True)), index=frame.index)
+        table = pd.concat([table, frame[OUTCOME_COLUMNS]], axis=1)
+        table["message_id"] = pd.array(table["message_id"], dtype="Int64")
+        table["error_code"] = pd.array(table["error_code"], dtype="Int64")
+        table["recorded_at"] = now
+        buffer = io.StringIO()
+        table.to_csv(buffer, index=False, header=False, na_rep=r"\N")
+        buffer.seek(0)
+        names = ", ".join([*TASK_KEY_COLUMNS, *OUTCOME_COLUMNS, "recorded_at"])
+        sql = rf"COPY {self.table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\N')"
+        if hasattr(cur, "copy_expert"):
+            cur.copy_expert(sql, buffer)
+        else:
+            with cur.copy(sql) as copy:
+                copy.write(buffer.getvalue())
+
+    def _insert(self, cur, frame: pd.DataFrame, now: str) -> None:
         n = len(frame)
         columns = [
             *([value] * n for value in self.key),
@@ -127,12 +157,9 @@ class ResultsTable:
         mark = self._hook.placeholder
         one_row = "(" + ", ".join([mark] * len(names)) + ")"
         head = f"INSERT INTO {self.table} ({', '.join(names)}) VALUES "
-        with closing(self._conn.cursor()) as cur:
-            for start in range(0, n, _ROWS_PER_INSERT):
-                part = rows[start : start + _ROWS_PER_INSERT]
-                cur.execute(head + ", ".join([one_row] * len(part)), _flat(part))
-        self._conn.commit()
-        self.rows += n
+        for start in range(0, n, _ROWS_PER_INSERT):
+            part = rows[start : start + _ROWS_PER_INSERT]
+            cur.execute(head + ", ".join([one_row] * len(part)), _flat(part))
 
 
 def read_outcomes(location: dict, columns: Sequence[str] = OUTCOME_COLUMNS) -> pd.DataFrame:
@@ -149,7 +176,10 @@ def read_outcomes(location: dict, columns: Sequence[str] = OUTCOME_COLUMNS) -> p
         params += list(outcomes)
     with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cur:
         cur.execute(sql, params)
-        return pd.DataFrame.from_records(cur.fetchall(), columns=list(columns))
+        rows = pd.DataFrame(cur.fetchall(), columns=list(columns), dtype=object)
+    for column in {"message_id", "error_code"} & set(rows.columns):  # exact, NULLs and all
+        rows[column] = pd.array(rows[column].tolist(), dtype="Int64")
+    return rows
 
 
 def is_location(value: Any) -> bool:
