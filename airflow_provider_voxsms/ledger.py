@@ -276,8 +276,10 @@ class SendLedger:
 
     def record(self, outcome: BatchOutcome) -> None:
         """Record a batch's outcome (queued; committed with the next group)."""
+        # A batch's outcome is recorded once: its claim id is not needed after (keeping them
+        # all held every number of the campaign in memory, ~70 bytes a number).
+        claim_id = self._claims.pop((outcome.batch.text, outcome.batch.numbers), None)
         if not outcome.sent:  # never reached the API: forget the claim, a retry sends it
-            claim_id = self._claims.get((outcome.batch.text, outcome.batch.numbers))
             if claim_id is None:
                 return  # claimed by nobody, or by another try: not ours to delete
             sql = f"DELETE FROM {self.table}_claims WHERE claim_id = {self._hook.placeholder}"

@@ -54,6 +54,25 @@ def test_claims_and_outcomes_round_trip(ledger_conn):
     assert previous.claimed_at.notna().all()
 
 
+def test_a_try_forgets_each_claim_once_its_outcome_is_recorded(ledger_conn):
+    """What the ledger holds in memory stays flat however long the campaign: a claim's id is
+    kept only until its batch's outcome is recorded (sent or not)."""
+    ledger = SendLedger(ledger_conn, KEY)
+    ledger.open()
+    for index in range(1, 30):
+        claimed = batch(index)
+        assert ledger.claim(claimed)
+        numbers = claimed.numbers
+        sent = index % 3
+        ledger.record(
+            BatchOutcome(claimed, accepted=[(n, index) for n in numbers])
+            if sent
+            else BatchOutcome(claimed, not_sent=[(n, 127, "no money") for n in numbers])
+        )
+    ledger.close()
+    assert ledger._claims == {}
+
+
 def test_a_number_claimed_again_in_a_settle_round_has_one_row_with_its_best_outcome(ledger_conn):
     """An ambiguous batch (unknown), then the same numbers sent again and accepted: a retry
     sees one accepted row per number, dated from the first claim."""
