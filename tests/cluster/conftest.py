@@ -157,6 +157,10 @@ class Component:
         _signal_groups(groups, signal.SIGKILL)
         self.proc.wait()
 
+    def runs(self, pid: int | None) -> bool:
+        """Whether ``pid`` is alive in this component's process tree."""
+        return pid is not None and pid in process_tree(self.proc.pid)
+
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return _tail(self.log, lines)
 
@@ -226,6 +230,11 @@ class Cluster:
     env: dict[str, str] = field(repr=False)  # what every Airflow component runs with
     components: dict[str, Component] = field(default_factory=dict, repr=False)
     _token: str | None = field(default=None, repr=False)
+
+    @staticmethod
+    def wait(check: Callable[[], Any], what: str, timeout: float, interval: float = 1.0) -> Any:
+        """`wait_until`, for the tests (which get the cluster, not this module)."""
+        return wait_until(check, what, timeout, interval)
 
     # REST API of the api-server (simple auth manager, everyone admin: a token for the asking)
 
@@ -308,7 +317,7 @@ class Cluster:
         """
         ti = self.task_instance(dag_id, run_id, task_id, map_index)
         assert ti["state"] == "running" and ti["pid"], ti
-        (worker,) = [w for w in self.workers if ti["pid"] in process_tree(w.proc.pid)]
+        (worker,) = [w for w in self.workers if w.runs(ti["pid"])]
         pids = process_tree(worker.proc.pid)
         groups = _process_groups(pids)
         _signal_groups(groups, signal.SIGSTOP)

@@ -15,14 +15,19 @@ input row, and the outcomes agree with the summaries.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
+import psycopg2
 import pytest
-from conftest import Cluster, KilledWorker, process_tree, wait_until
+
+if TYPE_CHECKING:  # the test gets the cluster as a fixture; this is for the annotations only
+    from conftest import Cluster, Component, KilledWorker
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -31,7 +36,7 @@ SHARDS = 4
 SEND_LATENCY_MS = 4000  # per request until the kill: 16 in flight, ~4 batches/s per shard
 DELIVERY_QUEUED_S = 45  # the retried shard's last messages are usually still queued when the
 # delivery trigger first looks, so it polls again; every message is final within a minute
-MID_SEND_BATCHES = 150  # the kill lands while the target shard has answers for fewer batches
+MID_SEND_BATCHES = 300  # the kill lands while the target has answers for fewer batches (of ~490)
 RUN_TIMEOUT_S = 420
 
 
@@ -39,12 +44,12 @@ RUN_TIMEOUT_S = 420
 class Recipients:
     """The seeded rows, and what the campaign must make of them.
 
-    * ``UNIQUE`` distinct valid GB mobile numbers, 447700000000 + i, in E.164 digits;
-    * a copy of every 50th of them written nationally (07700 ...), after all the others (so
+    * ``unique`` distinct valid GB mobile numbers, 447700000000 + i, in E.164 digits;
+    * a copy of every ``duplicate_every``-th of them written nationally (07700 ...), after all the others (so
       ``split`` reads it in another chunk and writes it to another Parquet part of the shard
       than its original): a duplicate, never sent;
-    * ``INVALID`` rows that are no phone number (17 digits, or words): never sent;
-    * ``BLOCKED`` of the numbers are refused by the emulator (code 509): outcome failed.
+    * ``invalid`` rows that are no phone number (17 digits, or words): never sent;
+    * every ``blocked_every``-th number is refused by the emulator (code 509): outcome failed.
 
     Numbers ending in 7 end FAILED on delivery (the emulator's ``delivery_by_last_digit``).
     """
@@ -104,7 +109,7 @@ def test_sharded_campaign_survives_a_killed_worker(cluster: Cluster, tmp_path) -
             "delivery_by_last_digit": "7=FAILED",
         },
     )
-    wait_until(lambda: _dag_parsed(cluster), f"{DAG_ID} parsed", 120)
+    cluster.wait(lambda: _dag_parsed(cluster), f"{DAG_ID} parsed", 120)
     cluster.api("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
     run_id = cluster.api(
         "POST",
@@ -123,7 +128,10 @@ def test_sharded_campaign_survives_a_killed_worker(cluster: Cluster, tmp_path) -
     _log(started, f"triggered {run_id}")
 
     # The kill: a shard with answered batches in the ledger and most of its batches to go.
-    target = wait_until(lambda: _shard_mid_send(cluster, run_id), "a send shard mid-send", 240)
+    polls: list[str] = []  # what the watch saw, for the message when no kill is possible
+    target = cluster.wait(
+        lambda: _shard_mid_send(cluster, run_id, polls), "a send shard mid-send", 240
+    )
     running = cluster.task_instances(DAG_ID, run_id, "send")
     killed = cluster.kill_worker_running(DAG_ID, run_id, "send", target)
     cluster.emulator("faults", {"latency_ms": 0})  # the rest as fast as the machine goes
@@ -137,8 +145,8 @@ def test_sharded_campaign_survives_a_killed_worker(cluster: Cluster, tmp_path) -
     assert survivor.proc.poll() is None
 
     retried_on_survivor: set[int] = set()
-    run = wait_until(
-        lambda: _finished(cluster, run_id, survivor.proc.pid, retried_on_survivor),
+    run = cluster.wait(
+        lambda: _finished(cluster, run_id, survivor, retried_on_survivor),
         f"run {run_id} finished",
         RUN_TIMEOUT_S,
         2,
@@ -267,48 +275,52 @@ def _assert_delivery_reports_complete(cluster: Cluster, run_id: str, shards: int
 
 
 def _seed(cluster: Cluster, phones: list[str]) -> None:
-    """The recipients table on voxsms_db, loaded with COPY."""
-    import psycopg2
-
-    with psycopg2.connect(cluster.voxsms_dsn) as conn, conn.cursor() as cur:
+    """The recipients table on voxsms_db, loaded with COPY (in one transaction)."""
+    connect = contextlib.closing(psycopg2.connect(cluster.voxsms_dsn))
+    with connect as conn, conn, conn.cursor() as cur:  # closed; committed; one cursor
         cur.execute("DROP TABLE IF EXISTS cluster_recipients")
         cur.execute("CREATE TABLE cluster_recipients (id SERIAL PRIMARY KEY, phone TEXT NOT NULL)")
         cur.copy_expert(
             "COPY cluster_recipients (phone) FROM STDIN", io.StringIO("\n".join(phones) + "\n")
         )
-    conn.close()
 
 
 def _dag_parsed(cluster: Cluster) -> bool:
     return bool(cluster.api("GET", "dags", dag_id_pattern=DAG_ID)["total_entries"])
 
 
-def _shard_mid_send(cluster: Cluster, run_id: str) -> int | None:
-    """A running send shard whose ledger holds answered batches, fewer than `MID_SEND_BATCHES`
-    (of ~490): it has sent and has most to send. Fails when the shards got past that unseen
-    (the send was too fast for the kill to land mid-shard)."""
+def _shard_mid_send(cluster: Cluster, run_id: str, polls: list[str]) -> int | None:
+    """A running send shard whose ledger holds answered batches, fewer than `MID_SEND_BATCHES`:
+    it has sent and has most to send. Fails when the shards got past that unseen (the send was
+    too fast for the kill to land mid-shard), with what each poll saw."""
     sends = cluster.task_instances(DAG_ID, run_id, "send")
     running = {ti["map_index"] for ti in sends if ti["state"] == "running" and ti["pid"]}
-    answered = _ledger_outcomes(cluster, run_id)
+    answered = _ledger_counts(cluster, run_id, "outcomes")
+    polls.append(
+        f"{time.strftime('%H:%M:%S')} "
+        + " ".join(f"{t['map_index']}:{t['state']}/pid={t['pid']}" for t in sends)
+        + f" claimed={_ledger_counts(cluster, run_id, 'claims')} answered={answered}"
+    )
     for map_index in sorted(running):
         if 0 < answered.get(map_index, 0) < MID_SEND_BATCHES:
             return map_index
     finished = sends and all(ti["state"] in ("success", "failed") for ti in sends)
     too_far = running and all(answered.get(m, 0) >= MID_SEND_BATCHES for m in running)
     if finished or too_far:
-        pytest.fail(f"no send shard to kill mid-send: {answered}, {_states(cluster, run_id)}")
+        seen = "\n".join(polls[-20:])
+        pytest.fail(f"no send shard to kill mid-send; the last polls:\n{seen}")
     return None
 
 
-def _ledger_outcomes(cluster: Cluster, run_id: str) -> dict[int, int]:
-    """Answered batches recorded in the send ledger, per send map index (empty before the
-    ledger's tables exist)."""
+def _ledger_counts(cluster: Cluster, run_id: str, rows: str = "outcomes") -> dict[int, int]:
+    """Per send map index, the batches in the send ledger's ``claims`` (sent, answered or not)
+    or ``outcomes`` (answered) table; empty before the ledger's tables exist."""
     exists = cluster.sql("SELECT to_regclass('voxsms_send_ledger_leases') IS NOT NULL")[0][0]
     if not exists:
         return {}
     return dict(
         cluster.sql(
-            "SELECT l.map_index, count(*) FROM voxsms_send_ledger_outcomes o"
+            f"SELECT l.map_index, count(*) FROM voxsms_send_ledger_{rows} o"
             " JOIN voxsms_send_ledger_leases l ON l.ti_key = o.ti_key"
             " WHERE l.dag_id = %s AND l.run_id = %s AND l.task_id = 'send' GROUP BY l.map_index",
             (DAG_ID, run_id),
@@ -316,12 +328,11 @@ def _ledger_outcomes(cluster: Cluster, run_id: str) -> dict[int, int]:
     )
 
 
-def _finished(cluster: Cluster, run_id: str, survivor: int, retried: set[int]) -> dict | None:
+def _finished(cluster: Cluster, run_id: str, survivor: Component, retried: set[int]) -> dict | None:
     """The run once it ended; meanwhile notes the send shards whose second try is running in
     the surviving worker's process tree."""
-    tree = set(process_tree(survivor))
     for ti in cluster.task_instances(DAG_ID, run_id, "send"):
-        if ti["try_number"] == 2 and ti["state"] == "running" and ti["pid"] in tree:
+        if ti["try_number"] == 2 and ti["state"] == "running" and survivor.runs(ti["pid"]):
             retried.add(ti["map_index"])
     run = cluster.api("GET", f"dags/{DAG_ID}/dagRuns/{run_id}")
     return run if run["state"] in ("success", "failed") else None
