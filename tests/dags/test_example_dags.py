@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk.exceptions import AirflowFailException
-from conftest import REPO
 from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
@@ -24,6 +24,7 @@ from airflow_provider_voxsms.operators.delivery_report import (
 )
 from airflow_provider_voxsms.sql import db_api_hook
 
+REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 EXAMPLES = {
     "voxsms_campaign",
