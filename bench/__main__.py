@@ -25,6 +25,7 @@ SECTIONS = {
     "8": "retry of a large campaign",
     "9": "delivery reports",
     "10": "campaign rules (templates, opt-outs, send windows)",
+    "11": "stream from SQL (250k, 1M, 4M recipients from PostgreSQL, results in a table)",
 }
 
 
@@ -44,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="where to write the results (default: bench/results.md; none with --smoke)",
     )
+    parser.add_argument(
+        "--stream-sizes",
+        help="section 11's campaign sizes, comma-separated (default 250000,1000000,4000000; "
+        "also VOXSMS_BENCH_STREAM_SIZES; VOXSMS_BENCH_STREAM_CHUNK_ROWS sets the chunk size)",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {sorted(SECTIONS)}")
     out = args.out or (None if args.smoke else BENCH_DIR / "results.md")
 
-    rows = []
+    stream_sizes = (
+        tuple(int(s.replace("_", "")) for s in args.stream_sizes.split(",") if s.strip())
+        if args.stream_sizes
+        else None
+    )
+    rows, details = [], []
     with EmulatorProcess() as emu:
         os.environ.update(emu.client_env())
         import airflow_provider_voxsms.operators.a2p_sms  # noqa: F401 - Airflow's logging set-up
@@ -79,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "8": lambda: scenarios.retry_of_a_large_campaign(cfg, emu),
             "9": lambda: scenarios.delivery_reports(cfg, emu),
             "10": lambda: scenarios.campaign_rules(cfg),
+            "11": lambda: scenarios.stream_from_sql(cfg, emu, stream_sizes, details),
         }
         for key, step in steps.items():
             if key in only:
@@ -88,20 +100,30 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - _STARTED
     table = markdown_table(rows)
     print(table)
+    for detail in details:
+        print("\n" + detail)
     print(f"\nTotal: {total:.0f} s", flush=True)
     if out is not None:
-        out.write_text(render(table, machine_info(), cfg, MIX_DESCRIPTION, total, args))
+        out.write_text(render(table, machine_info(), cfg, MIX_DESCRIPTION, total, args, details))
         print(f"Written to {out}")
     return 0
 
 
-def render(table: str, info: dict, cfg, mix: str, total: float, args) -> str:
+def render(
+    table: str, info: dict, cfg, mix: str, total: float, args, details: list[str] = ()
+) -> str:
     machine = (
         f"{info['cpus']} CPUs ({info['cpu']}), {info['platform']}; Python {info['python']}, "
         f"Airflow {info['airflow']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}, "
         f"requests {info['requests']}, voximplant-apiclient {info['voximplant-apiclient']}"
     )
     command = "python -m bench" + (" --smoke" if args.smoke else "")
+    if args.only != ",".join(SECTIONS):
+        command += f" --only {args.only}"
+    extra = "".join("\n" + detail for detail in details)
+    from bench.streaming import chunk_rows_from_env
+
+    chunk_rows = chunk_rows_from_env(cfg.stream_chunk_rows)
     return f"""# Benchmark results
 
 {info["date"]} · `{command}` (`make bench`) · total {total:.0f} s
@@ -128,7 +150,12 @@ How these were measured (details in bench/NOTES.md):
 - Section 9 (`bench/delivery.py`) accepts {cfg.delivery_n:,} messages on the emulator, then runs
   each delivery path (worker, trigger) in a fresh interpreter of its own: peak RSS is that
   process's VmHWM (ru_maxrss survives exec on Linux); the rounds run back to back, without the operator's poll interval.
-"""
+- Section 11 (`bench/streaming.py`) seeds a throwaway PostgreSQL server (fsync on) with COPY,
+  then runs one `execute()` per size in a fresh interpreter (after an untimed warm-up of
+  {cfg.stream_warmup:,} rows): `recipients_sql` (server-side cursor, chunks of
+  {chunk_rows:,}), `ledger_conn_id` and `results_conn_id` on that server; peak RSS is
+  the task process's VmHWM. The ledger and results tables are dropped before each size.
+{extra}"""
 
 
 if __name__ == "__main__":

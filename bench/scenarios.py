@@ -49,6 +49,9 @@ class Config:
     delivery_rounds: int = 2  # round 1 over every message, round 2 over the never-final 1 %
     rules_n: int = 1_000_000
     rules_runs: int = 3
+    stream_ns: tuple[int, ...] = (250_000, 1_000_000, 4_000_000)
+    stream_chunk_rows: int = 100_000  # the operator's default recipients_chunk_rows
+    stream_warmup: int = 2_000
     max_concurrency: int = 16  # the operator's default
 
 
@@ -76,6 +79,9 @@ SMOKE = Config(
     delivery_n=2_000,
     rules_n=2_000,
     rules_runs=1,
+    stream_ns=(1_000, 2_000),
+    stream_chunk_rows=500,
+    stream_warmup=100,
 )
 
 
@@ -702,6 +708,27 @@ def campaign_rules(cfg: Config) -> list[Row]:
             note="the same code path as the UK's",
         ),
     ]
+
+
+# -- 11. stream from SQL ---------------------------------------------------------------------
+
+
+def stream_from_sql(
+    cfg: Config, emu: EmulatorProcess, sizes: tuple[int, ...] | None = None, details=None
+) -> list[Row]:
+    """Campaigns of ``stream_ns`` recipients read from PostgreSQL in chunks, with the ledger and
+    the results table there too, one task process per size (``bench.streaming``). ``sizes``
+    (else ``VOXSMS_BENCH_STREAM_SIZES``) and ``VOXSMS_BENCH_STREAM_CHUNK_ROWS`` override."""
+    from bench import streaming
+
+    return streaming.stream_from_sql(
+        sizes or streaming.sizes_from_env(cfg.stream_ns),
+        streaming.chunk_rows_from_env(cfg.stream_chunk_rows),
+        emu,
+        warmup=cfg.stream_warmup,
+        say=_say,
+        details=details,
+    )
 
 
 def _time_resume(frame, ti) -> float:
