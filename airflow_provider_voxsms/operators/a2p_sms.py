@@ -39,6 +39,7 @@ from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS
 from airflow_provider_voxsms.sms.seen import SeenKeys, pair_keys, text_keys
 from airflow_provider_voxsms.sms.source import DEFAULT_CHUNK_ROWS, recipient_chunks
 from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
+from airflow_provider_voxsms.sms.templates import parse_template
 from airflow_provider_voxsms.sms.window import SendWindow, assess
 from airflow_provider_voxsms.sql import first_column
 
@@ -62,10 +63,6 @@ class _PassState:
     next_window: datetime | None = None
     summaries: list[dict] = field(default_factory=list)
     outputs: dict[str, list] = field(default_factory=lambda: {key: [] for key in XCOM_OUTCOMES})
-
-
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    return np.unique(keys)
 
 
 class A2PSendSmsOperator(BaseOperator):
@@ -436,7 +433,7 @@ class A2PSendSmsOperator(BaseOperator):
         )
         if seen is not None:
             valid = prepared.valid
-            plain_text = self.text_column is None and "{" not in (self.text or "")
+            plain_text = self.text_column is None and parse_template(self.text) is None
             keys = pair_keys(valid["phone"], None if plain_text else valid["text"])
             prepared = prepared.drop_copies(seen.take(keys))
         return prepared
@@ -450,7 +447,7 @@ class A2PSendSmsOperator(BaseOperator):
         outside = ~suppressed & (is_outside(valid) if is_outside else False)
         plan = plan_batches(valid[~suppressed & ~outside], self.batch_size)
         planned = valid["text"][~suppressed & ~outside]
-        state.texts.take(_distinct(text_keys(planned)))
+        state.texts.take(np.unique(text_keys(planned)))
         self.log.info(
             "Prepared%s: %d rows -> %d valid (%d invalid, %d duplicates, %d suppressed, %d "
             "outside the send window); %d distinct text(s); %s",

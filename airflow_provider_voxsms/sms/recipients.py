@@ -145,10 +145,12 @@ class PreparedRecipients:
 
     def copies_as_written(self) -> list[str]:
         """How each dropped duplicate was written in the input."""
-        if self.copies is None or self.copies.empty or self.phones is None:
-            return [] if self.copies is None else self.copies["phone"].astype(object).tolist()
+        if self.copies is None:
+            return []
+        if self.phones is None:
+            return self.copies["phone"].astype(object).tolist()
         rows = self.copies["row"].to_numpy(np.int64)
-        return list(_originals(self.phones.reset_index(drop=True), rows))
+        return _originals(self.phones.reset_index(drop=True), rows)
 
     def as_written(self, numbers: list[str]) -> list[str]:
         """How each of these valid numbers was written in the input (at its first row)."""
