@@ -194,12 +194,12 @@ def _free_port() -> int:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float, interval: float = 1.0) -> Any:
-    """Call ``check`` until it returns something truthy (returned); TimeoutError after
-    ``timeout`` seconds naming ``what``."""
+    """Call ``check`` until it returns something other than None or False (returned, so that
+    a map index 0 counts); TimeoutError after ``timeout`` seconds naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
-        if result:
+        if result is not None and result is not False:
             return result
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout:.0f} s")
