@@ -2,11 +2,14 @@
 
 A campaign of millions must not pass through XCom or sit in one DataFrame: the operator reads
 its recipients itself, ``chunk_rows`` at a time, and prepares and sends each chunk before it
-reads the next. PostgreSQL (and any driver whose ``cursor()`` takes a ``name``) is read with a
-server-side cursor, so the query's rows stay in the database until fetched; other drivers
-fetch ``chunk_rows`` at a time from an ordinary cursor (a SQLite file is switched to WAL
-journal mode, so the send ledger and the results can be written to it while it is read). Files are opened through Airflow's
-object storage (``ObjectStoragePath``), so ``s3://``, ``gs://`` and local paths read alike.
+reads the next. PostgreSQL (psycopg2 or psycopg 3) is read with a server-side cursor declared
+``WITH HOLD`` and committed at once: the rows stay in the database until fetched, and no
+transaction stays open while the campaign sends (an open snapshot would keep every dead row
+version of the send ledger's lease, slowing each claim, and trip an
+``idle_in_transaction_session_timeout``). Other drivers fetch ``chunk_rows`` at a time from an
+ordinary cursor (a SQLite file is switched to WAL journal mode, so the send ledger and the
+results can be written to it while it is read). Files are opened through Airflow's object
+storage (``ObjectStoragePath``), so ``s3://``, ``gs://`` and local paths read alike.
 """
 
 from __future__ import annotations
@@ -53,14 +56,16 @@ def _sql_chunks(sql: str, conn_id: str, chunk_rows: int) -> Iterator[pd.DataFram
             # An open read would lock the file against the ledger's and the results' commits
             # (often the same file); in WAL mode readers and a writer go together.
             conn.execute("PRAGMA journal_mode=WAL")
-        try:
-            cursor = conn.cursor(name=_CURSOR_NAME)  # server-side: psycopg2, psycopg 3
-            cursor.itersize = chunk_rows
+        try:  # server-side, outliving its transaction: psycopg2, psycopg 3
+            cursor = conn.cursor(name=_CURSOR_NAME, withhold=True)
+            server_side = True
         except TypeError:  # sqlite3 and most drivers: fetchmany bounds what is held
-            cursor = conn.cursor()
+            cursor, server_side = conn.cursor(), False
         with closing(cursor):
             try:
                 cursor.execute(sql)
+                if server_side:
+                    conn.commit()  # the held cursor's rows are the query's: end the snapshot
             except Exception as err:  # the query's own error: no retry can fix it
                 raise RecipientsError(
                     f"recipients_sql failed on connection {conn_id!r}: {err}. It must be one "
@@ -68,6 +73,8 @@ def _sql_chunks(sql: str, conn_id: str, chunk_rows: int) -> Iterator[pd.DataFram
                 ) from err
             yielded = False
             while rows := cursor.fetchmany(chunk_rows):
+                if server_side:
+                    conn.commit()  # nothing open while the chunk is sent
                 yield pd.DataFrame.from_records(rows, columns=_columns(cursor))
                 yielded = True
             if not yielded:

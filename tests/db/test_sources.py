@@ -48,6 +48,30 @@ def test_postgresql_is_read_through_a_server_side_cursor(voxsms_db):
     assert set(first["open"]) == {1}
 
 
+def test_postgresql_holds_no_transaction_open_while_a_chunk_is_sent(voxsms_db):
+    """Between chunks the reader is idle with no snapshot: an open one would keep every dead row
+    version of the send ledger's lease (each claim slows down) and trip an
+    ``idle_in_transaction_session_timeout``; the held cursor still yields every row."""
+    hook = db_api_hook(voxsms_db)
+    if hook.conn_type != "postgres":
+        pytest.skip("server-side cursors are PostgreSQL's")
+    seed(voxsms_db)
+    others = (
+        "SELECT state, backend_xmin IS NOT NULL FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'"
+    )
+    chunks = recipient_chunks(
+        sql="SELECT phone FROM source_rows ORDER BY id", conn_id=voxsms_db, chunk_rows=10
+    )
+    phones, seen = [], []
+    for chunk in chunks:
+        phones += chunk["phone"].tolist()
+        seen.append(hook.get_records(others))
+    assert seen == [[("idle", False)]] * 3
+    assert phones == PHONES
+
+
 def test_an_empty_result_yields_one_empty_chunk_with_the_columns(voxsms_db):
     seed(voxsms_db)
     (chunk,) = recipient_chunks(sql="SELECT phone FROM source_rows WHERE 1 = 0", conn_id=voxsms_db)
