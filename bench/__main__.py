@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        help="where to write the results (default: bench/results.md; none with --smoke)",
+        help="where to write the results (default: bench/results.md for a full run; none with "
+        "--smoke or --only, whose partial table would replace the full one)",
     )
     parser.add_argument(
         "--stream-sizes",
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {sorted(SECTIONS)}")
-    out = args.out or (None if args.smoke else BENCH_DIR / "results.md")
+    out = results_path(args)
 
     stream_sizes = (
         tuple(int(s.replace("_", "")) for s in args.stream_sizes.split(",") if s.strip())
@@ -106,7 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         out.write_text(render(table, machine_info(), cfg, MIX_DESCRIPTION, total, args, details))
         print(f"Written to {out}")
+    elif not args.smoke:
+        print("Not written: pass --out to keep this partial run (bench/results.md is a full run's)")
     return 0
+
+
+def results_path(args: argparse.Namespace) -> Path | None:
+    """Where the run's results go: ``--out``, else bench/results.md for a full run only; a
+    smoke run or a partial one (``--only``) writes nothing, so it cannot replace the full table."""
+    if args.out:
+        return args.out
+    full = {s.strip() for s in args.only.split(",") if s.strip()} == set(SECTIONS)
+    return BENCH_DIR / "results.md" if full and not args.smoke else None
 
 
 def render(

@@ -6,6 +6,7 @@ writing a table with every section, and at section 11 (stream from SQL) checking
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -59,3 +60,22 @@ def test_bench_smoke_streams_2000_rows_from_sql_with_one_result_row_each(smoke):
     for target in ("peak RSS at 2,000 / at 1,000", "peak RSS at 2,000", "time per recipient"):
         assert f"| 11 | {target}" in text, f"target row {target!r} missing"
     assert re.search(r"target .*: (PASS|FAIL)", stderr), "PASS/FAIL lines in the section's output"
+
+
+@pytest.mark.parametrize(
+    ("argv", "written"),
+    [
+        ([], REPO / "bench" / "results.md"),
+        (["--only", "11"], None),  # partial: it would replace every other section's rows
+        (["--smoke"], None),
+        (["--only", "11", "--out", "x.md"], Path("x.md")),
+    ],
+)
+def test_only_a_full_run_replaces_the_results_file(argv, written, monkeypatch):
+    # `bench` would name tests/bench here (tests/ is on sys.path): the repository's, by path.
+    monkeypatch.syspath_prepend(str(REPO))
+    for name in [m for m in sys.modules if m == "bench" or m.startswith("bench.")]:
+        monkeypatch.delitem(sys.modules, name)
+    main = importlib.import_module("bench.__main__")
+
+    assert main.results_path(main.parse_args(argv)) == written
