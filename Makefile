@@ -31,16 +31,19 @@ test: lint
 # through real DAG runs, deferral, the example DAGs, databases, XComs); it skips the emulator's
 # own suite, the fault injection and campaign-rule suites (the engine's behaviour, covered
 # above on the same code) and the Docker schema check, as each DAG run takes ~5 s on 3.2.2.
+# The example DAGs run on SQLite only there (20-50 s a test on 3.2.2: the PostgreSQL half cost
+# ~7 minutes); PostgreSQL meets 3.2.2 in the ledger, database, streaming and delivery suites.
 MIN_VENV := .venv-min
 MIN_SUITES := tests/unit tests/integration tests/ledger tests/db tests/secrets tests/robustness \
 	tests/dags/test_operator_dag.py tests/dags/test_delivery_report.py \
 	tests/dags/test_example_dags.py tests/dags/test_streaming.py tests/dags/test_readme_examples.py
+MIN_SKIP := test_example_dags and postgres
 test-min: $(STAMP)
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(MIN_VENV)
 	$(BIN)/uv pip install --quiet --python $(MIN_VENV)/bin/python --exclude-newer 2026-06-05 \
 		--exclude-newer-package voximplant-apiclient=2026-11-01 \
 		"apache-airflow==3.2.2" "pandas<3" -e ".[test]"
-	$(MIN_VENV)/bin/pytest -p no:cacheprovider $(MIN_SUITES)
+	$(MIN_VENV)/bin/pytest -p no:cacheprovider $(MIN_SUITES) -k "not ($(MIN_SKIP))"
 
 # The connection form in a real browser (tests/ui; CI runs it after `make test`): Debian's
 # chromium, installed when missing (needs root), Playwright from the ui extra (never its own
