@@ -36,7 +36,7 @@ SHARDS = 4
 SEND_LATENCY_MS = 4000  # per request until the kill: 16 in flight, ~4 batches/s per shard
 DELIVERY_QUEUED_S = 45  # the retried shard's last messages are usually still queued when the
 # delivery trigger first looks, so it polls again; every message is final within a minute
-MID_SEND_BATCHES = 300  # the kill lands while the target has answers for fewer batches (of ~490)
+MID_SEND_BATCHES = 350  # the kill lands while the target has claimed fewer batches (of ~490)
 RUN_TIMEOUT_S = 420
 
 
@@ -290,22 +290,25 @@ def _dag_parsed(cluster: Cluster) -> bool:
 
 
 def _shard_mid_send(cluster: Cluster, run_id: str, polls: list[str]) -> int | None:
-    """A running send shard whose ledger holds answered batches, fewer than `MID_SEND_BATCHES`:
-    it has sent and has most to send. Fails when the shards got past that unseen (the send was
-    too fast for the kill to land mid-shard), with what each poll saw."""
+    """A running send shard whose ledger holds answered batches and fewer than
+    `MID_SEND_BATCHES` claimed ones: it has sent, and a good part is still to send (judged by
+    the claims, which are committed before each request, as outcome rows have been seen to lag).
+    Fails when the shards got past that unseen (the send was too fast for the kill to land
+    mid-shard), with what each poll saw."""
     sends = cluster.task_instances(DAG_ID, run_id, "send")
     running = {ti["map_index"] for ti in sends if ti["state"] == "running" and ti["pid"]}
     answered = _ledger_counts(cluster, run_id, "outcomes")
+    claimed = _ledger_counts(cluster, run_id, "claims")
     polls.append(
         f"{time.strftime('%H:%M:%S')} "
         + " ".join(f"{t['map_index']}:{t['state']}/pid={t['pid']}" for t in sends)
-        + f" claimed={_ledger_counts(cluster, run_id, 'claims')} answered={answered}"
+        + f" claimed={claimed} answered={answered}"
     )
     for map_index in sorted(running):
-        if 0 < answered.get(map_index, 0) < MID_SEND_BATCHES:
+        if answered.get(map_index, 0) > 0 and claimed.get(map_index, 0) < MID_SEND_BATCHES:
             return map_index
     finished = sends and all(ti["state"] in ("success", "failed") for ti in sends)
-    too_far = running and all(answered.get(m, 0) >= MID_SEND_BATCHES for m in running)
+    too_far = running and all(claimed.get(m, 0) >= MID_SEND_BATCHES for m in running)
     if finished or too_far:
         seen = "\n".join(polls[-20:])
         pytest.fail(f"no send shard to kill mid-send; the last polls:\n{seen}")
