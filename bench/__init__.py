@@ -9,7 +9,20 @@ Nothing in this package imports Airflow at module level: :func:`bench.env.isolat
 set ``AIRFLOW_HOME`` before the first Airflow import.
 """
 
+import sys
 from pathlib import Path
+from types import ModuleType
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+
+
+def pg_server() -> ModuleType:
+    """``tests/pg_server.py``: the throwaway PostgreSQL server the tests start, for the bench's
+    PostgreSQL sections (imported from tests/, which is not a package)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import pg_server as module
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    return module

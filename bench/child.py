@@ -117,11 +117,17 @@ def measure(spec: dict, timeout_s: float = 600) -> dict:
         timeout=timeout_s,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
+    return child_result(done, _RESULT, "bench.child")
+
+
+def child_result(done: subprocess.CompletedProcess, marker: str, what: str) -> dict:
+    """The JSON a child process printed after ``marker``; RuntimeError naming ``what``, with
+    the ends of its output, when it printed none."""
     for line in done.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT) :])
+        if line.startswith(marker):
+            return json.loads(line[len(marker) :])
     raise RuntimeError(
-        f"bench.child failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     )
 
 

@@ -33,6 +33,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.child import child_result
+
 CONCURRENCY = 4  # the operator's default max_concurrency
 FAULTS = {
     "delivery_failed_rate": 0.05,
@@ -140,13 +142,7 @@ def _run_path(path: str, ids_file: Path, rounds: int, env: dict, timeout_s: floa
         env=env,
         cwd=Path(__file__).resolve().parents[1],
     )
-    for line in done.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT) :])
-    raise RuntimeError(
-        f"bench.delivery --path {path} failed ({done.returncode}):\n"
-        f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    )
+    return child_result(done, _RESULT, f"bench.delivery --path {path}")
 
 
 GAP = 10  # ids 1 to GAP apart: a campaign interleaved with the account's other traffic

@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import REPO, clients, data
+from bench import clients, data, pg_server
 from bench.child import measure
 from bench.emulator import EmulatorProcess
 from bench.stats import Row, Sample, fmt
@@ -360,16 +360,12 @@ def _on_each_database(section: str, measure_on) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="voxsms-bench-db-") as tmp:
         rows += measure_on("SQLite (file)", "sqlite://" + str(Path(tmp) / "voxsms.db"))
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from pg_server import find_pg_bin, running_postgres
-    finally:
-        sys.path.remove(str(REPO / "tests"))
-    bindir = find_pg_bin()
+    pg = pg_server()
+    bindir = pg.find_pg_bin()
     if bindir is None:
         note = "no PostgreSQL binaries (initdb, postgres, ...) on this machine"
         return [*rows, Row(section, "PostgreSQL", value="skipped", note=note)]
-    with running_postgres(bindir, durable=True) as uri:  # every commit flushed, as in production
+    with pg.running_postgres(bindir, durable=True) as uri:  # every commit flushed, as in production
         rows += measure_on("PostgreSQL (local server, fsync on)", uri)
     return rows
 

@@ -48,7 +48,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import REPO
+from bench import REPO, pg_server
+from bench.child import child_result
 
 SIZES_ENV = "VOXSMS_BENCH_STREAM_SIZES"
 CHUNK_ROWS_ENV = "VOXSMS_BENCH_STREAM_CHUNK_ROWS"
@@ -496,13 +497,7 @@ def run_child(spec: dict, timeout_s: float) -> dict:
         timeout=timeout_s,
         cwd=REPO,
     )
-    for line in done.stdout.splitlines():
-        if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT) :])
-    raise RuntimeError(
-        f"bench.streaming --child failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-        f"{done.stderr[-4000:]}"
-    )
+    return child_result(done, _RESULT, "bench.streaming --child")
 
 
 # -- the section --------------------------------------------------------------------------------
@@ -533,18 +528,14 @@ def stream_from_sql(
     from bench.stats import Row
 
     say = say or (lambda message: print(f"  {message}", file=sys.stderr, flush=True))
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from pg_server import find_pg_bin, running_postgres
-    finally:
-        sys.path.remove(str(REPO / "tests"))
-    bindir = find_pg_bin()
+    pg = pg_server()
+    bindir = pg.find_pg_bin()
     if bindir is None:
         note = "no PostgreSQL binaries (initdb, postgres, ...) on this machine"
         return [Row("11", "stream from SQL", value="skipped", note=note)]
     ns = tuple(sorted(set(ns)))
     results = []
-    with running_postgres(bindir, durable=True) as uri:
+    with pg.running_postgres(bindir, durable=True) as uri:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = uri
         try:
             seeded = seed_table(uri, max(ns))
