@@ -34,35 +34,37 @@ def test_a_query_is_read_in_chunks_with_its_column_names(voxsms_db):
     assert pd.concat(chunks)["phone"].tolist() == PHONES
 
 
-def test_postgresql_is_read_through_a_server_side_cursor(voxsms_db):
-    """The query's rows stay in the server until fetched: a named cursor is open meanwhile."""
-    hook = db_api_hook(voxsms_db)
-    if hook.conn_type != "postgres":
+@pytest.fixture
+def postgres_source(voxsms_db) -> str:
+    """``voxsms_db`` seeded, on PostgreSQL only (server-side cursors are PostgreSQL's)."""
+    if db_api_hook(voxsms_db).conn_type != "postgres":
         pytest.skip("server-side cursors are PostgreSQL's")
     seed(voxsms_db)
+    return voxsms_db
+
+
+def test_postgresql_is_read_through_a_server_side_cursor(postgres_source):
+    """The query's rows stay in the server until fetched: a named cursor is open meanwhile."""
     sql = (
         "SELECT phone, (SELECT count(*) FROM pg_cursors WHERE name = 'voxsms_recipients') AS open"
         " FROM source_rows"
     )
-    first = next(recipient_chunks(sql=sql, conn_id=voxsms_db, chunk_rows=5))
+    first = next(recipient_chunks(sql=sql, conn_id=postgres_source, chunk_rows=5))
     assert set(first["open"]) == {1}
 
 
-def test_postgresql_holds_no_transaction_open_while_a_chunk_is_sent(voxsms_db):
+def test_postgresql_holds_no_transaction_open_while_a_chunk_is_sent(postgres_source):
     """Between chunks the reader is idle with no snapshot: an open one would keep every dead row
     version of the send ledger's lease (each claim slows down) and trip an
     ``idle_in_transaction_session_timeout``; the held cursor still yields every row."""
-    hook = db_api_hook(voxsms_db)
-    if hook.conn_type != "postgres":
-        pytest.skip("server-side cursors are PostgreSQL's")
-    seed(voxsms_db)
+    hook = db_api_hook(postgres_source)
     others = (
         "SELECT state, backend_xmin IS NOT NULL FROM pg_stat_activity"
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         " AND backend_type = 'client backend'"
     )
     chunks = recipient_chunks(
-        sql="SELECT phone FROM source_rows ORDER BY id", conn_id=voxsms_db, chunk_rows=10
+        sql="SELECT phone FROM source_rows ORDER BY id", conn_id=postgres_source, chunk_rows=10
     )
     phones, seen = [], []
     for chunk in chunks:
