@@ -15,7 +15,7 @@ storage (``ObjectStoragePath``), so ``s3://``, ``gs://`` and local paths read al
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 
 import pandas as pd
 
@@ -61,7 +61,7 @@ def _sql_chunks(sql: str, conn_id: str, chunk_rows: int) -> Iterator[pd.DataFram
             server_side = True
         except TypeError:  # sqlite3 and most drivers: fetchmany bounds what is held
             cursor, server_side = conn.cursor(), False
-        with closing(cursor):
+        with _closed_quietly(cursor):
             try:
                 cursor.execute(sql)
                 if server_side:
@@ -81,6 +81,17 @@ def _sql_chunks(sql: str, conn_id: str, chunk_rows: int) -> Iterator[pd.DataFram
                 yield pd.DataFrame(columns=_columns(cursor))
         with suppress(Exception):  # a read-only transaction: nothing to keep
             conn.rollback()
+
+
+@contextmanager
+def _closed_quietly(cursor) -> Iterator:
+    """The cursor, closed after. A query that failed on the server took its server-side cursor
+    with it; the CLOSE would then fail and hide the query's own error."""
+    try:
+        yield cursor
+    finally:
+        with suppress(Exception):
+            cursor.close()
 
 
 def _columns(cursor) -> list[str]:

@@ -74,6 +74,16 @@ def test_postgresql_holds_no_transaction_open_while_a_chunk_is_sent(postgres_sou
     assert phones == PHONES
 
 
+def test_a_query_that_fails_while_it_runs_is_refused_before_any_chunk(postgres_source):
+    """A held cursor runs its query at the commit that follows it: an error there (here a
+    division by zero) is the query's, reported as such, not a driver error mid-campaign."""
+    chunks = recipient_chunks(
+        sql="SELECT 1 / (id - id) AS phone FROM source_rows", conn_id=postgres_source
+    )
+    with pytest.raises(RecipientsError, match=r"recipients_sql failed .*division by zero"):
+        next(chunks)
+
+
 def test_an_empty_result_yields_one_empty_chunk_with_the_columns(voxsms_db):
     seed(voxsms_db)
     (chunk,) = recipient_chunks(sql="SELECT phone FROM source_rows WHERE 1 = 0", conn_id=voxsms_db)
