@@ -1,7 +1,7 @@
 """Opt-out lists: numbers that must never be texted, normalised exactly like recipients.
 
 A list is given as a list or tuple, a Series, or a DataFrame (its ``phone`` column, else its
-first column). Its numbers go through :func:`recipients.normalise_phones` with the campaign's
+first column). Its numbers go through :func:`.numbers.normalise_phones` with the campaign's
 ``default_region`` and ``number_check``, so ``+44 7443 332212`` suppresses ``07443332212``.
 Entries that are not usable numbers suppress nothing; they are counted so the task can say so.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from airflow_provider_voxsms.errors import RecipientsError
-from airflow_provider_voxsms.sms.recipients import normalise_phones
+from airflow_provider_voxsms.sms.numbers import normalise_phones
 
 
 @dataclass(frozen=True)

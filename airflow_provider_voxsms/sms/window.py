@@ -1,13 +1,10 @@
 """Send windows in each recipient's local time: who may be texted now, and when the rest may.
 
-A number's time zones are what ``phonenumbers``' ``time_zones_for_number`` gives: by its
-longest listed prefix for fixed-line (and, in a few countries, mobile) numbers, the country's
-zones for other types, none for a number in no known range. They are computed a country at a
-time, with ``recipients.number_types`` in place of the per-number type check (~35 us). A
-number with several zones
-(a US toll-free number, a Russian mobile) is inside the window only when it is inside in all
-of them; a number with no known zone uses the window's ``fallback_zone``. Windows are
-``[start, end)`` in local wall-clock time and may cross midnight (``("21:00", "08:00")``).
+A number's time zones come from :func:`.numbers.zones_of` (phonenumbers' answer, a country at a
+time); this module only does the clock arithmetic. A number with several zones (a US toll-free
+number, a Russian mobile) is inside the window only when it is inside in all of them; a number
+with no known zone uses the window's ``fallback_zone``. Windows are ``[start, end)`` in local
+wall-clock time and may cross midnight (``("21:00", "08:00")``).
 """
 
 from __future__ import annotations
@@ -19,12 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-from phonenumbers import PhoneNumberType, is_number_type_geographical
-from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
-from airflow_provider_voxsms.sms.recipients import number_types
+from airflow_provider_voxsms.sms.numbers import zones_of
 
-UNKNOWN_ZONE = "Etc/Unknown"  # what phonenumbers answers when it knows no zone
 _HORIZON_DAYS = 3  # window openings looked at: enough for any zone set across a DST change
 
 
@@ -119,52 +113,6 @@ def assess(numbers: pd.Series, window: SendWindow, now: datetime) -> pd.DataFram
             "next_window_start": pd.Series(start, index=numbers.index, dtype=object),
         },
         index=numbers.index,
-    )
-
-
-def zones_of(numbers: pd.Series, fallback_zone: str) -> pd.Series:
-    """The time zones (a tuple) of each digits-only E.164 number, as phonenumbers'
-    ``time_zones_for_number`` gives them, computed a country at a time; ``(fallback_zone,)``
-    where it knows none."""
-    codes, kinds = number_types(numbers)
-    digits = pd.Series(numbers.astype(object).to_numpy(), dtype=object).astype(str)
-    found = np.full(len(digits), None, dtype=object)
-    pairs, which = np.unique(np.stack([codes, kinds]), axis=1, return_inverse=True)
-    geographic = (
-        np.array(
-            [is_number_type_geographical(kind, code) for code, kind in pairs.T.tolist()], dtype=bool
-        )[which.ravel()]
-        if len(codes)
-        else np.zeros(0, dtype=bool)
-    )
-    todo = np.flatnonzero(geographic)
-    for length in range(TIMEZONE_LONGEST_PREFIX, 0, -1):  # the longest listed prefix wins
-        if not len(todo):
-            break
-        hit = digits.iloc[todo].str.slice(0, length).map(_KNOWN_ZONES).to_numpy(object)
-        known = pd.notna(hit)
-        found[todo[known]] = hit[known]
-        todo = todo[~known]
-    country = np.flatnonzero(~geographic & (kinds != PhoneNumberType.UNKNOWN))
-    found[country] = [_country_zones(code) for code in codes[country].tolist()]
-    fallback = (fallback_zone,)
-    return pd.Series([zones or fallback for zones in found], index=numbers.index, dtype=object)
-
-
-# Prefix -> its zones, without phonenumbers' "unknown" marker (a prefix with only that is absent).
-_KNOWN_ZONES = {
-    prefix: known
-    for prefix, zones in TIMEZONE_DATA.items()
-    if (known := tuple(zone for zone in zones if zone != UNKNOWN_ZONE))
-}
-
-
-@cache
-def _country_zones(code: int) -> tuple[str, ...]:
-    """The zones of a calling code as a whole (``_country_level_time_zones_for_number``)."""
-    text = str(code)
-    return next(
-        (_KNOWN_ZONES[text[:n]] for n in range(len(text), 0, -1) if text[:n] in _KNOWN_ZONES), ()
     )
 
 

@@ -1,18 +1,14 @@
-"""Send windows: local time per zone, across midnight, several zones, DST days, and zones that
-match phonenumbers' own answer for every region's example numbers."""
+"""Send windows: local time per zone, across midnight, several zones, DST days (the zones of
+numbers are tested in numbers/test_zones.py)."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 
 import pandas as pd
-import phonenumbers
 import pytest
-from phonenumbers import timezone as phone_timezones
 
-from airflow_provider_voxsms.sms.recipients import number_types
-from airflow_provider_voxsms.sms.window import UNKNOWN_ZONE, SendWindow, assess, zones_of
+from airflow_provider_voxsms.sms.window import SendWindow, assess
 
 
 def at(*args) -> datetime:
@@ -60,38 +56,6 @@ def test_dst_days_a_skipped_start_opens_at_the_change_and_a_repeated_one_at_its_
 def test_bad_windows_say_what_is_wrong(window, words):
     with pytest.raises(ValueError, match=words):
         SendWindow.parse(window)
-
-
-def _numbers_of_every_region() -> list[str]:
-    """Every region's example number of every type, and variants with random last digits (in
-    and out of the ranges in use), digits-only E.164."""
-    rng = random.Random(7)
-    numbers = []
-    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for kind in range(11):  # every PhoneNumberType with examples
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
-                continue
-            digits = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)[1:]
-            numbers.append(digits)
-            for _ in range(4):
-                k = rng.randint(1, 4)
-                numbers.append(digits[:-k] + "".join(rng.choice("0123456789") for _ in range(k)))
-    return list(dict.fromkeys(numbers))
-
-
-def test_types_and_zones_are_phonenumbers_answer_for_numbers_of_every_region():
-    numbers = _numbers_of_every_region()
-    parsed = [phonenumbers.parse("+" + n) for n in numbers]
-    _, kinds = number_types(pd.Series(numbers))
-    assert kinds.tolist() == [phonenumbers.number_type(p) for p in parsed]
-    expected = [
-        tuple(z for z in phone_timezones.time_zones_for_number(p) if z != UNKNOWN_ZONE) or ("UTC",)
-        for p in parsed
-    ]
-    got = zones_of(pd.Series(numbers), "UTC").tolist()
-    wrong = [(n, e, g) for n, e, g in zip(numbers, expected, got, strict=True) if e != g]
-    assert len(numbers) > 4000 and not wrong, wrong[:5]
 
 
 def test_assess_reports_zone_inside_and_next_start_per_number():
