@@ -235,6 +235,10 @@ class SendLedger:
         conn.commit()
         return claims, outcomes
 
+    def earlier(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """What earlier tries knew of these rows (``phone``, ``text``), as ``resume`` reads it."""
+        return self.previous
+
     # -- writing ------------------------------------------------------------------------------
 
     def claim(self, batch: Batch) -> bool:

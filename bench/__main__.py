@@ -25,7 +25,8 @@ SECTIONS = {
     "8": "retry of a large campaign",
     "9": "delivery reports",
     "10": "campaign rules (templates, opt-outs, send windows)",
-    "11": "stream from SQL (250k, 1M, 4M recipients from PostgreSQL, results in a table)",
+    "11": "stream from SQL (250k, 1M, 4M recipients from PostgreSQL, results in a table; a retry of 1M)",
+    "12": "settle once per pass (a streamed campaign with ambiguous answers)",
 }
 
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "9": lambda: scenarios.delivery_reports(cfg, emu),
             "10": lambda: scenarios.campaign_rules(cfg),
             "11": lambda: scenarios.stream_from_sql(cfg, emu, stream_sizes, details),
+            "12": lambda: scenarios.settle_once(cfg, emu),
         }
         for key, step in steps.items():
             if key in only:

@@ -44,6 +44,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ DUPLICATE_SHARE = 0.01
 RESULTS_TABLE = "voxsms_results_outcomes"  # the operator's default results_table_prefix
 LEDGER_TABLES = ("voxsms_send_ledger_leases", "voxsms_send_ledger_claims")
 LEDGER_TABLES += ("voxsms_send_ledger_outcomes",)
+RETRY_RSS_TARGET_RATIO = 1.35  # a retry of 1M (both tries) over a clean first try of 250k
 RSS_TARGET_RATIO = 1.25
 RSS_TARGET_MIB = 1024
 FLAT_TARGET = 1.20
@@ -257,7 +259,7 @@ class _Probes:
         from airflow_provider_voxsms import ledger as ledger_module
         from airflow_provider_voxsms import results
         from airflow_provider_voxsms.operators import a2p_sms
-        from airflow_provider_voxsms.sms import report
+        from airflow_provider_voxsms.sms import campaign, report, runner
 
         probes = self
         chunks = a2p_sms.recipient_chunks
@@ -275,20 +277,20 @@ class _Probes:
                 yield chunk
 
         a2p_sms.recipient_chunks = recipient_chunks
-        self._time(a2p_sms.A2PSendSmsOperator, "_prepare", "prepare")
-        self._time(a2p_sms.A2PSendSmsOperator, "_send", "send")
-        self._time(report, "outcome_rows", "outcome_rows")
+        self._time(runner.CampaignRunner, "_prepare", "prepare")
+        self._time(campaign.PassSender, "send", "send")
+        self._time(report, "sent_rows", "outcome_rows")
         self._time(results.ResultsTable, "write", "results_write")
         from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
 
         self._count(VoximplantHook, "a2p_send_sms", "request")
         self._count(ledger_module.SendLedger, "claim", "claim")
 
-        pass_chunk = a2p_sms.A2PSendSmsOperator._pass_chunk
+        pass_chunk = runner.CampaignRunner._chunk
 
-        def timed_pass(operator, chunk, state, **kwargs):
+        def timed_pass(campaign_runner, chunk, state, *args, **kwargs):
             started, cpu = time.perf_counter(), time.process_time()
-            pass_chunk(operator, chunk, state, **kwargs)
+            pass_chunk(campaign_runner, chunk, state, *args, **kwargs)
             probes.chunk_s.append(time.perf_counter() - started)
             probes.chunk_cpu_s.append(time.process_time() - cpu)
             probes.chunk_rows.append(len(chunk))
@@ -301,7 +303,7 @@ class _Probes:
             if probes.tracing and len(probes.chunk_rows) == 1:
                 probes.trace_first = _snapshot()
 
-        a2p_sms.A2PSendSmsOperator._pass_chunk = timed_pass
+        runner.CampaignRunner._chunk = timed_pass
 
         close = ledger_module.SendLedger.close
 
@@ -366,13 +368,15 @@ class _GcPauses:
 
 def _held_across_chunks(state, ledger) -> dict[str, int]:
     """Bytes that what outlives a chunk holds once the last chunk is done: the pass's seen
-    keys and texts, and the ledger's map of this try's claims (keyed by each batch's text and
+    keys, texts and accepted message ids, and the ledger's map of this try's claims (keyed by each batch's text and
     numbers: the number strings stay alive through it)."""
     held: dict[str, int] = {}
     if state is not None:
         if state.seen is not None:
             held["seen keys (SeenKeys.nbytes)"] = state.seen.nbytes
         held["distinct texts (SeenKeys.nbytes)"] = state.texts.nbytes
+        if state.sender is not None:
+            held["accepted message ids (SeenKeys.nbytes)"] = state.sender._accepted_ids.nbytes
     claims = getattr(ledger, "_claims", None)
     if claims is not None:
         size = sys.getsizeof(claims)
@@ -422,8 +426,16 @@ def _child_main(spec: dict) -> dict:
         probes.tracing = True
     gc_pauses = _GcPauses()
     cpu = time.process_time()
+    ti = clients.FakeTaskInstance(run_id=spec.get("run_id") or f"bench-{uuid.uuid4().hex}")
     with gc_pauses:
-        seconds, summary, ti = clients.run_operator(None, recipients_sql=query(spec["n"]), **kwargs)
+        try:
+            seconds, summary, ti = clients.run_operator(
+                None, ti=ti, recipients_sql=query(spec["n"]), **kwargs
+            )
+        except Exception as stop:  # a first try that runs out of money, as the retry test wants
+            if not spec.get("expect_stop"):
+                raise
+            seconds, summary = 0.0, {"stopped_by": str(stop)}
     cpu = time.process_time() - cpu
     result: dict[str, Any] = {
         "n": int(spec["n"]),
@@ -522,9 +534,11 @@ def stream_from_sql(
     say=None,
     details: list[str] | None = None,
     raw: list[dict] | None = None,
+    retry_ns: tuple[int, ...] = (),
 ) -> list:
     """Seed PostgreSQL with ``max(ns)`` recipients, run one streamed campaign per size in a
-    fresh process; rows of the results table (and, in ``details``, a per-size table)."""
+    fresh process, then for each of ``retry_ns`` a first try that runs out of money at 90 %
+    and its retry; rows of the results table (and, in ``details``, a per-size table)."""
     from bench.stats import Row
 
     say = say or (lambda message: print(f"  {message}", file=sys.stderr, flush=True))
@@ -534,11 +548,11 @@ def stream_from_sql(
         note = "no PostgreSQL binaries (initdb, postgres, ...) on this machine"
         return [Row("11", "stream from SQL", value="skipped", note=note)]
     ns = tuple(sorted(set(ns)))
-    results = []
+    results, retries = [], []
     with pg.running_postgres(bindir, durable=True) as uri:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = uri
         try:
-            seeded = seed_table(uri, max(ns))
+            seeded = seed_table(uri, max(ns + tuple(retry_ns)))
             say(f"seeded {max(ns):,} recipients with COPY in {seeded['seconds']:.1f} s")
             server_cpu = _ServerCpu(uri)
             for n in ns:
@@ -568,9 +582,12 @@ def stream_from_sql(
                 for line in result.get("trace", []):
                     say(f"  tracemalloc: {line}")
                 emu.reset()
+            for n in retry_ns:
+                copies = int((seeded["copies"] < n).sum())
+                retries.append(_retry(uri, emu, n, chunk_rows, warmup, say, copies))
         finally:
             del os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"]
-    rows = _rows(results, chunk_rows)
+    rows = _rows(results, chunk_rows, retries)
     for row in rows:
         if row.met is not None:
             say(f"target {row.target}: {row.what}: {'PASS' if row.met else 'FAIL'}")
@@ -581,6 +598,33 @@ def stream_from_sql(
     if path := os.environ.get(RAW_ENV):
         Path(path).write_text(json.dumps(results, indent=1))
     return rows
+
+
+def _retry(uri: str, emu, n: int, chunk_rows: int, warmup: int, say, copies: int) -> dict:
+    """A campaign of ``n`` whose first try runs out of money (error 127) at 90 %, topped up
+    and retried as the same task instance, each try in a fresh process: both peaks, and
+    whether every number went out once with one accepted row per input row."""
+    _reset_tables(uri)
+    emu.reset()
+    stop_at = n * 9 // 10
+    spec = {"n": n, "chunk_rows": chunk_rows, "warmup": min(warmup, n)}
+    spec["run_id"] = f"bench-retry-{uuid.uuid4().hex}"
+    emu.set_faults(insufficient_money_after=stop_at)
+    first = run_child({**spec, "expect_stop": True}, timeout_s=max(600.0, n * 600e-6))
+    emu.set_faults(insufficient_money_after=None)
+    retry = run_child({**spec, "warmup": 0}, timeout_s=max(600.0, n * 600e-6))
+    stats, outcomes = emu.stats(), _results_of(uri, spec["run_id"])
+    result = {"n": n, "stop_at": stop_at, "first": first, "retry": retry}
+    result.update(duplicates=stats["duplicates"], outcomes=outcomes)
+    retry["outcomes"], retry["copies"] = outcomes, copies
+    result["correct"] = stats["duplicates"] == 0 and _correct(retry)
+    say(
+        f"retry of {n:,}: first try {first['peak_rss'] / MiB:,.0f} MiB, retry "
+        f"{retry['peak_rss'] / MiB:,.0f} MiB in {retry['seconds']:.1f} s, correct: "
+        f"{result['correct']}"
+    )
+    emu.reset()
+    return result
 
 
 def _share(cpu_s: float | None, seconds: float) -> str:
@@ -712,7 +756,7 @@ def _held(result: dict) -> str:
     return "; ".join(f"{what} {size / MiB:,.1f} MiB" for what, size in held.items())
 
 
-def _rows(results: list[dict], chunk_rows: int) -> list:
+def _rows(results: list[dict], chunk_rows: int, retries: list[dict] | None = None) -> list:
     from bench.stats import Row, Sample
 
     rows = []
@@ -744,6 +788,23 @@ def _rows(results: list[dict], chunk_rows: int) -> list:
     if len(results) < 2:
         return rows
     small, large = results[0], results[-1]
+    for retry in retries or ():
+        peak = max(retry["first"]["peak_rss"], retry["retry"]["peak_rss"])
+        rows.append(
+            Row(
+                "11",
+                f"retry of {retry['n']:,} after the money ran out at {retry['stop_at']:,}: "
+                f"peak RSS of both tries / a clean first try of {small['n']:,}",
+                value=f"{peak / small['peak_rss']:.2f}x",
+                target=f"≤ {RETRY_RSS_TARGET_RATIO:.2f}x; every number once, one accepted row "
+                "per input row",
+                met=peak / small["peak_rss"] <= RETRY_RSS_TARGET_RATIO and retry["correct"],
+                note=f"first try {retry['first']['peak_rss'] / MiB:,.0f} MiB, retry "
+                f"{retry['retry']['peak_rss'] / MiB:,.0f} MiB ({retry['retry']['seconds']:.1f} s,"
+                f" earlier {retry['retry']['summary'].get('earlier', 0):,}); emulator "
+                f"duplicates {retry['duplicates']}; results {retry['outcomes']}",
+            )
+        )
     ratio = large["peak_rss"] / small["peak_rss"]
     large_mib = large["peak_rss"] / MiB
     pers = [_per(r) for r in results]

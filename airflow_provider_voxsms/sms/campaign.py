@@ -1,11 +1,14 @@
-"""One campaign: resume -> dispatch -> settle, ending in one report. The operator only calls it.
+"""One pass of a campaign: send chunk after chunk as they come, then settle them all at once.
 
-Settling happens in rounds. Before each, the campaign waits ``settle_delay_s``; then it looks
-the open numbers (ambiguous answers, claims an earlier try left) up in the history, credits
-those found as accepted, and sends again those the history shows never arrived, together with
-batches that provably never reached the API (throttled past the hook's attempts). After
-``settle_rounds`` rounds, what is still open is ``unknown`` or ``not_sent``. A run stopped by an
-error that would repeat for every batch does not settle: it ends at once.
+Each chunk resumes from what earlier tries settled, keeps back what ``hold`` says may not go
+now, and is dispatched; its answers that are final are returned at once, so the caller can
+write them and forget the chunk. Numbers whose answer was ambiguous, claims an earlier try
+left open and batches throttled past the hook's attempts stay with the sender until
+:meth:`PassSender.settle`, which runs the settle rounds once for the whole pass: before each
+round it waits ``settle_delay_s``, then looks the open numbers up in the history, credits those
+found as accepted and sends again those that never arrived. After ``settle_rounds`` rounds,
+what is still open is ``unknown`` or ``not_sent``. A pass stopped by an error that would repeat
+for every batch does not settle: the rest of it is ``not_sent`` and its open numbers unknown.
 """
 
 from __future__ import annotations
@@ -33,13 +36,19 @@ from airflow_provider_voxsms.sms.model import (
 )
 from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.resume import Resumed, resume
+from airflow_provider_voxsms.sms.seen import SeenKeys
 from airflow_provider_voxsms.sms.settle import OpenNumber, SmsHistory, find_in_history
 
 log = logging.getLogger(__name__)
 
+Hold = Callable[[pd.DataFrame], np.ndarray]
+
 
 class SmsApi(SmsHistory, Protocol):
-    """The two API methods a campaign uses (``VoximplantHook`` has them)."""
+    """The API a campaign uses (``VoximplantHook``): a check of its configuration, made once
+    before the first request so a bad connection fails clearly, and the two methods."""
+
+    def check_config(self) -> None: ...
 
     def a2p_send_sms(
         self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False
@@ -47,11 +56,14 @@ class SmsApi(SmsHistory, Protocol):
 
 
 class Ledger(Protocol):
-    """Where a campaign claims batches before sending and records outcomes (``SendLedger``)."""
+    """Where a campaign claims batches before sending and records outcomes (``SendLedger``);
+    ``earlier`` says what earlier tries knew of some rows (see ``sms.resume``)."""
 
     def claim(self, batch: Batch) -> bool: ...
 
     def record(self, outcome: BatchOutcome) -> None: ...
+
+    def earlier(self, rows: pd.DataFrame) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -69,214 +81,242 @@ class CampaignSettings:
     progress_interval_s: float = 10.0
 
 
-def run_campaign(
-    valid: pd.DataFrame,
-    api: SmsApi,
-    settings: CampaignSettings,
-    *,
-    ledger: Ledger | None = None,
-    previous: pd.DataFrame | None = None,
-    logger: logging.Logger = log,
-    sleep: Callable[[float], None] = time.sleep,
-    hold: Callable[[pd.DataFrame], np.ndarray] | None = None,
-) -> CampaignReport:
-    """Send ``valid`` (``phone``, ``text``; one row per message) and settle every number.
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """A number whose request provably never reached the API and may be sent again."""
 
-    :param ledger: claims each batch before it is sent and records each outcome.
-    :param previous: what the ledger knows of earlier tries (``SendLedger.previous``).
-    :param hold: given the rows still to send after resuming, which of them to keep back
-        (a boolean mask; they end in ``report.held``). Earlier tries' outcomes are reported
-        whatever it says, so a row sent in an earlier window stays accepted.
+    number: str
+    text: str
+    code: int | None
+    why: str
+
+
+class PassSender:
+    """Sends the chunks of one pass and settles what they left open, once, at the end.
+
+    :param ledger: claims each batch before it is sent, records each outcome and tells what
+        earlier tries settled.
+    :param hold: given rows about to be sent (after resuming), which of them to keep back (a
+        boolean mask; they end in ``report.held``). A settle round's re-sends are judged when
+        they go, so a window that closed meanwhile holds them too.
     """
-    report = CampaignReport()
-    with bulk_objects():
-        resumed = (
-            resume(valid, previous, settle_delay_s=settings.settle_delay_s)
-            if previous is not None
-            else Resumed(valid, None, [])
-        )
-    if resumed.settled is not None:
-        report.outcomes.append(resumed.settled)
-        report.earlier = len(resumed.settled.accepted) + len(resumed.settled.failed)
-    to_send = _keep_back(resumed.to_send, hold, report)
-    plan = plan_batches(to_send, settings.batch_size)
-    if previous is not None and not previous.empty:
-        logger.info(
-            "Resuming from the send ledger: %d number(s) settled by earlier tries, %d left open "
-            "by them (looked up in the history before anything is sent again), %d to send in "
-            "%d request(s)",
-            report.earlier,
-            len(resumed.open_numbers),
-            plan.recipients,
-            len(plan.batches),
-        )
 
-    def send(batch: Batch) -> A2PSendSmsResponse:
-        return api.a2p_send_sms(
-            settings.src_number, list(batch.numbers), batch.text, settings.store_body
-        )
+    def __init__(
+        self,
+        api: SmsApi,
+        settings: CampaignSettings,
+        *,
+        ledger: Ledger | None = None,
+        hold: Hold | None = None,
+        logger: logging.Logger = log,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api, self.settings, self.ledger, self.hold = api, settings, ledger, hold
+        self.log, self.sleep = logger, sleep
+        self.stopped_by: BaseException | None = None
+        self.open_numbers: list[OpenNumber] = []
+        self.unsent: list[Unsent] = []
+        self._accepted_ids = SeenKeys()  # message ids this pass credited: never credit twice
+        self._api_reached = threading.Event()  # for the whole pass: see dispatch()
+        self._checked = False
 
-    open_numbers, unsent = list(resumed.open_numbers), []
-    api_reached = threading.Event()  # for the whole campaign: see dispatch()
-    batches, rounds = plan.batches, 0
-    while True:
-        if batches:
-            dispatched = dispatch(
-                batches,
-                send,
-                total_numbers=sum(len(b.numbers) for b in batches),
-                max_concurrency=settings.max_concurrency,
-                requests_per_second=settings.requests_per_second,
-                claim=ledger.claim if ledger else None,
-                on_outcome=ledger.record if ledger else None,
-                api_reached=api_reached,
-                progress_interval_s=settings.progress_interval_s,
-                logger=logger,
+    def send(self, valid: pd.DataFrame) -> CampaignReport:
+        """Send a chunk's rows (``phone``, ``text``; one row per message). The report holds
+        their final outcomes and held rows; the rest waits in the sender for :meth:`settle`."""
+        report = CampaignReport()
+        resumed = Resumed(valid, None, [])
+        if self.ledger is not None:
+            with bulk_objects():
+                previous = self.ledger.earlier(valid)
+                resumed = resume(valid, previous, settle_delay_s=self.settings.settle_delay_s)
+        if resumed.settled is not None:
+            report.outcomes.append(resumed.settled)
+            report.earlier = len(resumed.settled.accepted) + len(resumed.settled.failed)
+            self._credit(resumed.settled)
+        self.open_numbers += resumed.open_numbers
+        to_send = self._keep_back(resumed.to_send, report)
+        if self.stopped_by is not None:  # an earlier chunk's stop: these were never sent
+            if len(to_send):
+                report.outcomes.append(_not_sent(to_send, self.stopped_by))
+            return report
+        plan = plan_batches(to_send, self.settings.batch_size)
+        if report.earlier or resumed.open_numbers:
+            self.log.info(
+                "Resuming from the send ledger: %d number(s) settled by earlier tries, %d left "
+                "open by them (looked up in the history before anything is sent again), %d to "
+                "send in %d request(s)",
+                report.earlier,
+                len(resumed.open_numbers),
+                plan.recipients,
+                len(plan.batches),
             )
-            report.stopped_by = dispatched.stopped_by
-            for outcome in dispatched.outcomes:
-                report.outcomes.append(_settled_part(outcome, settings, open_numbers, unsent))
-        if report.stopped_by is not None or rounds == settings.settle_rounds:
-            break
-        if not open_numbers and not unsent:
-            break
-        rounds += 1
-        ready = max([o.ready_at for o in open_numbers], default=0.0)
-        wait = max(ready - time.time(), settings.settle_delay_s if unsent else 0.0)
-        if wait > 0:
-            logger.info(
-                "Settle round %d of %d: waiting %.1f s, then looking up %d open number(s) in the "
-                "history and sending %d unsent number(s) again",
+        self._dispatch(plan.batches, report)
+        return report
+
+    def settle(self) -> CampaignReport:
+        """The settle rounds for everything the pass left open; what stays open after the last
+        round (or when the pass stopped) is ``unknown`` or ``not_sent``."""
+        report, rounds = CampaignReport(), 0
+        while self.stopped_by is None and rounds < self.settings.settle_rounds:
+            if not self.open_numbers and not self.unsent:
+                break
+            rounds += 1
+            self._wait_for_round(rounds)
+            try:
+                arrived, never = self._look_up()
+            except Exception as error:  # the history is out of reach: what is open stays open
+                self.log.warning("Settling stopped: the history look-up failed: %s", error)
+                break
+            for outcome in arrived:
+                report.outcomes.append(outcome)
+                report.reconciled += len(outcome.accepted)
+                if self.ledger is not None:
+                    self.ledger.record(outcome)
+            again = [(o.number, o.text) for o in never] + [(u.number, u.text) for u in self.unsent]
+            self.log.info(
+                "Settle round %d: %d number(s) found in the history (accepted), %d never "
+                "arrived and %d were not sent: sending %d again",
                 rounds,
-                settings.settle_rounds,
-                wait,
-                len(open_numbers),
-                len(unsent),
+                sum(len(o.accepted) for o in arrived),
+                len(never),
+                len(self.unsent),
+                len(again),
             )
-            sleep(wait)
-        try:
-            arrived, never = _look_up(api, open_numbers, settings, report)
-        except Exception as error:  # the history is out of reach: what is open stays open
-            logger.warning("Settling stopped: the history look-up failed: %s", error)
-            break
-        for outcome in arrived:
-            report.outcomes.append(outcome)
-            report.reconciled += len(outcome.accepted)
-            if ledger:
-                ledger.record(outcome)
-        again = [(o.number, o.text) for o in never] + [(n, text) for n, text, _, _ in unsent]
-        logger.info(
-            "Settle round %d: %d number(s) found in the history (accepted), %d never arrived "
-            "and %d were not sent: sending %d again",
-            rounds,
-            sum(len(o.accepted) for o in arrived),
-            len(never),
-            len(unsent),
-            len(again),
+            self.open_numbers, self.unsent = [], []
+            rows = self._keep_back(pd.DataFrame(again, columns=["phone", "text"]), report)
+            report.resent += len(rows)
+            self._dispatch(plan_batches(rows, self.settings.batch_size).batches, report)
+        report.outcomes.extend(self._still_open())
+        self.open_numbers, self.unsent = [], []
+        return report
+
+    def _dispatch(self, batches: list[Batch], report: CampaignReport) -> None:
+        if not batches:
+            return
+        if not self._checked:  # once, before the first request
+            self.api.check_config()
+            self._checked = True
+        ledger = self.ledger
+        dispatched = dispatch(
+            batches,
+            self._send_batch,
+            total_numbers=sum(len(b.numbers) for b in batches),
+            max_concurrency=self.settings.max_concurrency,
+            requests_per_second=self.settings.requests_per_second,
+            claim=ledger.claim if ledger is not None else None,
+            on_outcome=ledger.record if ledger is not None else None,
+            api_reached=self._api_reached,
+            progress_interval_s=self.settings.progress_interval_s,
+            logger=self.log,
         )
-        open_numbers, unsent = [], []
-        frame = _keep_back(pd.DataFrame(again, columns=["phone", "text"]), hold, report)
-        report.resent += len(frame)
-        batches = plan_batches(frame, settings.batch_size).batches
+        self.stopped_by = self.stopped_by or dispatched.stopped_by
+        for outcome in dispatched.outcomes:
+            report.outcomes.append(self._final_part(outcome))
 
-    report.outcomes.extend(_still_open(open_numbers, unsent))
-    return report
+    def _send_batch(self, batch: Batch) -> A2PSendSmsResponse:
+        s = self.settings
+        return self.api.a2p_send_sms(s.src_number, list(batch.numbers), batch.text, s.store_body)
 
-
-def stopped_before(
-    valid: pd.DataFrame,
-    error: BaseException,
-    hold: Callable[[pd.DataFrame], np.ndarray] | None = None,
-) -> CampaignReport:
-    """The report of rows a stopped run never got to (a later chunk of a streamed campaign):
-    ``hold``'s rows are held, every other one is ``not_sent`` with the stop's code."""
-    report = CampaignReport()
-    to_send = _keep_back(valid, hold, report)
-    if len(to_send):
-        why = f"not sent: the run stopped before these rows ({error})"
-        code = getattr(error, "code", None)
-        numbers = to_send["phone"].astype(object).tolist()
-        report.outcomes.append(
-            BatchOutcome(Batch(-1, "", tuple(numbers)), not_sent=[(n, code, why) for n in numbers])
-        )
-    return report
-
-
-def _keep_back(
-    rows: pd.DataFrame, hold: Callable[[pd.DataFrame], np.ndarray] | None, report: CampaignReport
-) -> pd.DataFrame:
-    """The rows to send; those ``hold`` keeps back go to ``report.held`` (also when a settle
-    round would send a number again: a window that closed holds it too)."""
-    if hold is None:
-        return rows
-    held = np.asarray(hold(rows), dtype=bool) if len(rows) else np.zeros(0, dtype=bool)
-    kept = rows[held][["phone", "text"]]
-    report.held = kept if report.held is None else pd.concat([report.held, kept])
-    return rows[~held]
-
-
-def _settled_part(
-    outcome: BatchOutcome,
-    settings: CampaignSettings,
-    open_numbers: list[OpenNumber],
-    unsent: list[tuple[str, str, int | None, str]],
-) -> BatchOutcome:
-    """Move an outcome's numbers that may still be settled into ``open_numbers`` / ``unsent``;
-    return the part that is final."""
-    if not outcome.owned:  # another try of the task instance holds these: not ours to settle
+    def _final_part(self, outcome: BatchOutcome) -> BatchOutcome:
+        """Keep an outcome's numbers that may still be settled; return the part that is final."""
+        self._credit(outcome)
+        if not outcome.owned:  # another try of the task instance holds these: not ours to settle
+            return outcome
+        text, ready_at = outcome.batch.text, outcome.finished_at + self.settings.settle_delay_s
+        self.open_numbers += [
+            OpenNumber(number, text, outcome.started_at, ready_at, why)
+            for number, why in outcome.unknown
+        ]
+        outcome.unknown = []
+        if outcome.retry_later:
+            self.unsent += [Unsent(n, text, code, why) for n, code, why in outcome.not_sent]
+            outcome.not_sent = []
         return outcome
-    text = outcome.batch.text
-    ready_at = outcome.finished_at + settings.settle_delay_s
-    open_numbers.extend(
-        OpenNumber(number, text, outcome.started_at, ready_at, why)
-        for number, why in outcome.unknown
-    )
-    outcome.unknown = []
-    if outcome.retry_later:
-        unsent.extend((number, text, code, why) for number, code, why in outcome.not_sent)
-        outcome.not_sent = []
-    return outcome
+
+    def _credit(self, outcome: BatchOutcome) -> None:
+        if outcome.accepted:
+            ids = np.fromiter((i for _, i in outcome.accepted), np.int64, len(outcome.accepted))
+            self._accepted_ids.take(np.unique(ids))
+
+    def _keep_back(self, rows: pd.DataFrame, report: CampaignReport) -> pd.DataFrame:
+        """The rows to send; those ``hold`` keeps back go to ``report.held``."""
+        if self.hold is None or rows.empty:
+            return rows
+        held = np.asarray(self.hold(rows), dtype=bool)
+        kept = rows[held][["phone", "text"]]
+        report.held = kept if report.held is None else pd.concat([report.held, kept])
+        return rows[~held]
+
+    def _wait_for_round(self, round_number: int) -> None:
+        ready = max([o.ready_at for o in self.open_numbers], default=0.0)
+        wait = max(ready - time.time(), self.settings.settle_delay_s if self.unsent else 0.0)
+        if wait <= 0:
+            return
+        self.log.info(
+            "Settle round %d of %d: waiting %.1f s, then looking up %d open number(s) in the "
+            "history and sending %d unsent number(s) again",
+            round_number,
+            self.settings.settle_rounds,
+            wait,
+            len(self.open_numbers),
+            len(self.unsent),
+        )
+        self.sleep(wait)
+
+    def _look_up(self) -> tuple[list[BatchOutcome], list[OpenNumber]]:
+        """Split open numbers into accepted outcomes (one per text) and those never arrived."""
+        if not self.open_numbers:
+            return [], []
+        found = find_in_history(
+            self.api,
+            self.open_numbers,
+            src_number=self.settings.src_number,
+            until=datetime.now(UTC),
+            taken=_Taken(self._accepted_ids),
+        )
+        by_text: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for i, message_id in found.items():
+            by_text[self.open_numbers[i].text].append((self.open_numbers[i].number, message_id))
+        arrived = [
+            BatchOutcome(Batch(-1, text, tuple(n for n, _ in rows)), accepted=rows)
+            for text, rows in by_text.items()
+        ]
+        for outcome in arrived:
+            self._credit(outcome)
+        never = [o for i, o in enumerate(self.open_numbers) if i not in found]
+        return arrived, never
+
+    def _still_open(self) -> list[BatchOutcome]:
+        """What settling could not finish: open numbers are unknown, unsent ones not sent."""
+        outcomes = []
+        if self.open_numbers:
+            numbers = tuple(o.number for o in self.open_numbers)
+            unknown = [(o.number, o.why) for o in self.open_numbers]
+            outcomes.append(BatchOutcome(Batch(-1, "", numbers), unknown=unknown))
+        if self.unsent:
+            numbers = tuple(u.number for u in self.unsent)
+            not_sent = [(u.number, u.code, u.why) for u in self.unsent]
+            outcomes.append(BatchOutcome(Batch(-1, "", numbers), not_sent=not_sent))
+        return outcomes
 
 
-def _look_up(
-    api: SmsHistory,
-    open_numbers: list[OpenNumber],
-    settings: CampaignSettings,
-    report: CampaignReport,
-) -> tuple[list[BatchOutcome], list[OpenNumber]]:
-    """Split open numbers into accepted outcomes (one per text) and those that never arrived."""
-    if not open_numbers:
-        return [], []
-    taken = {message_id for o in report.outcomes for _, message_id in o.accepted}
-    found = find_in_history(
-        api,
-        open_numbers,
-        src_number=settings.src_number,
-        until=datetime.now(UTC),
-        taken=taken,
-    )
-    by_text: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for i, message_id in found.items():
-        by_text[open_numbers[i].text].append((open_numbers[i].number, message_id))
-    arrived = [
-        BatchOutcome(Batch(-1, text, tuple(n for n, _ in rows)), accepted=rows)
-        for text, rows in by_text.items()
-    ]
-    never = [o for i, o in enumerate(open_numbers) if i not in found]
-    return arrived, never
+class _Taken:
+    """The message ids already credited in this pass, as ``find_in_history`` asks for them: a
+    compact array of the pass's accepted ids, and a set of those credited while it looks."""
+
+    def __init__(self, accepted: SeenKeys) -> None:
+        self.accepted, self.added = accepted, set()
+
+    def __contains__(self, message_id: int) -> bool:
+        return message_id in self.added or self.accepted.contains(message_id)
+
+    def add(self, message_id: int) -> None:
+        self.added.add(message_id)
 
 
-def _still_open(
-    open_numbers: list[OpenNumber], unsent: list[tuple[str, str, int | None, str]]
-) -> list[BatchOutcome]:
-    """What settling could not finish: open numbers are unknown, unsent ones not sent."""
-    outcomes = []
-    if open_numbers:
-        numbers = tuple(o.number for o in open_numbers)
-        unknown = [(o.number, o.why) for o in open_numbers]
-        outcomes.append(BatchOutcome(Batch(-1, "", numbers), unknown=unknown))
-    if unsent:
-        numbers = tuple(number for number, _, _, _ in unsent)
-        not_sent = [(number, code, why) for number, _, code, why in unsent]
-        outcomes.append(BatchOutcome(Batch(-1, "", numbers), not_sent=not_sent))
-    return outcomes
+def _not_sent(rows: pd.DataFrame, error: BaseException) -> BatchOutcome:
+    """The outcome of rows a stopped pass never got to: ``not_sent`` with the stop's code."""
+    why = f"not sent: the run stopped before these rows ({error})"
+    code = getattr(error, "code", None)
+    numbers = rows["phone"].astype(object).tolist()
+    return BatchOutcome(Batch(-1, "", tuple(numbers)), not_sent=[(n, code, why) for n in numbers])

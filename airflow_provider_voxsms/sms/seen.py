@@ -30,6 +30,11 @@ class SeenKeys:
     def nbytes(self) -> int:
         return sum(run.nbytes for run in self._runs)
 
+    def contains(self, key) -> bool:
+        """Whether one key was taken (a binary search in each run)."""
+        probe = np.asarray([key])
+        return any(_members(run, probe.astype(run.dtype))[0] for run in self._runs)
+
     def take(self, keys: np.ndarray) -> np.ndarray:
         """Mark ``keys`` (unique among themselves) as taken; return a mask of those an earlier
         call had taken already."""

@@ -39,7 +39,7 @@ def smoke(tmp_path_factory) -> tuple[str, str]:
 def test_bench_smoke_runs_every_section(smoke):
     text, _ = smoke
     assert "| # | measurement | median |" in text
-    for section in ("1", "2", "3", "4", "5", "8", "9", "11"):
+    for section in ("1", "2", "3", "4", "5", "8", "9", "11", "12"):
         assert f"\n| {section} |" in text, f"section {section} missing:\n{text}"
     assert "\n| 6 | log_failed_numbers" in text  # SQLite always; PostgreSQL measured or skipped
     assert "Machine:" in text and "Airflow" in text
@@ -60,6 +60,14 @@ def test_bench_smoke_streams_2000_rows_from_sql_with_one_result_row_each(smoke):
     for target in ("peak RSS at 2,000 / at 1,000", "peak RSS at 2,000", "time per recipient"):
         assert f"| 11 | {target}" in text, f"target row {target!r} missing"
     assert re.search(r"target .*: (PASS|FAIL)", stderr), "PASS/FAIL lines in the section's output"
+    retry = next(line for line in text.splitlines() if "| 11 | retry of 2,000" in line)
+    assert "duplicates 0" in retry and "'accepted': 2000" in retry, retry
+
+
+def test_bench_smoke_settles_a_streamed_campaign_once(smoke):
+    text, _ = smoke
+    row = next(line for line in text.splitlines() if line.startswith("| 12 | 600 recipients"))
+    assert "every number once" in row, row
 
 
 @pytest.mark.parametrize(

@@ -103,64 +103,6 @@ def csv_source(tmp_path, frame: pd.DataFrame) -> str:
     return str(tmp_path / "recipients.csv")
 
 
-def test_personal_texts_are_deduplicated_by_number_and_text_across_chunks(
-    voximplant_conn, run_dag, tmp_path
-):
-    """A copy in a later chunk is dropped only when its rendered text is the same too."""
-    rows = pd.DataFrame(
-        {
-            "phone": [NUMBERS[0], NUMBERS[1], NUMBERS[2], NUMBERS[0], NUMBERS[1], NUMBERS[0]],
-            "name": ["Ann", "Bob", "Cy", "Ann", "Bobby", "Ann"],
-        }
-    )
-    with DAG("voxsms_test_stream_texts", schedule=None) as dag:
-        A2PSendSmsOperator(
-            task_id="send",
-            src_number="VoxDemo",
-            text="Hi {name}",
-            recipients_path=csv_source(tmp_path, rows),
-            recipients_chunk_rows=2,
-        )
-    tis = run_dag(dag)
-    assert sent(voximplant_conn) == {
-        (NUMBERS[0], "Hi Ann"): 1,
-        (NUMBERS[1], "Hi Bob"): 1,
-        (NUMBERS[2], "Hi Cy"): 1,
-        (NUMBERS[1], "Hi Bobby"): 1,
-    }
-    summary = xcom(tis["send"])
-    assert (summary["accepted"], summary["duplicates"], summary["distinct_texts"]) == (4, 2, 4)
-    adds_up(summary)
-    accepted = xcom(tis["send"], "accepted_numbers")
-    assert isinstance(accepted, pd.DataFrame) and len(accepted) == 4, "no results table: XComs"
-
-
-def test_limits_that_need_the_whole_input_refuse_before_the_first_chunk_is_sent(
-    voximplant_conn, run_dag, tmp_path
-):
-    """max_recipients counts every chunk (copies across chunks once) before sending any."""
-    rows = pd.DataFrame({"phone": [*NUMBERS[:30], *NUMBERS[:30]]})
-    path = csv_source(tmp_path, rows)
-
-    def campaign(dag_id: str, limit: int) -> DAG:
-        with DAG(dag_id, schedule=None) as dag:
-            A2PSendSmsOperator(
-                task_id="send",
-                src_number="VoxDemo",
-                text="Hello",
-                recipients_path=path,
-                recipients_chunk_rows=8,
-                max_recipients=limit,
-            )
-        return dag
-
-    tis = run_dag(campaign("voxsms_test_stream_limit", 29))
-    assert tis["send"].state == "failed"
-    assert voximplant_conn.state.stats_snapshot()["per_method"].get("A2PSendSms", 0) == 0
-    tis = run_dag(campaign("voxsms_test_stream_limit_ok", 30))
-    assert tis["send"].state == "success" and xcom(tis["send"])["accepted"] == 30
-
-
 def test_a_stop_mid_stream_leaves_later_chunks_not_sent_and_the_retry_sends_each_once(
     voximplant_conn, voxsms_db, run_dag, tmp_path
 ):

@@ -1,110 +1,33 @@
-"""run_campaign() and resume() against a fake API: every number settled, nothing sent twice."""
+"""PassSender and resume() against a fake API: every number settled, nothing sent twice."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
+from sms_fakes import NUMBERS, SETTINGS, FakeApi, FakeLedger, accounted, every_nth, frame, once
 
-from airflow_provider_voxsms.errors import (
-    VoximplantApiError,
-    VoximplantHttpError,
-    VoximplantTransportError,
-)
-from airflow_provider_voxsms.sms.campaign import CampaignSettings, run_campaign
-from airflow_provider_voxsms.sms.model import (
-    ACCEPTED,
-    FAILED,
-    IN_FLIGHT,
-    A2PSendSmsResponse,
-    text_hash,
-)
+from airflow_provider_voxsms.sms.campaign import CampaignSettings, PassSender
+from airflow_provider_voxsms.sms.model import ACCEPTED, FAILED, IN_FLIGHT, CampaignReport, text_hash
 from airflow_provider_voxsms.sms.resume import resume
 
-NUMBERS = [f"4474433{i:05d}" for i in range(250)]
-SETTINGS = CampaignSettings(src_number="VoxDemo", settle_delay_s=0.0, max_concurrency=4)
 
-
-class FakeApi:
-    """Sends and answers history like Voximplant; ``faults`` decides per request what goes wrong:
-    a callable (call number, numbers) -> None or one of "processed_then_500", "reset",
-    "throttled" (not processed), "money"."""
-
-    def __init__(self, fault=None, history_fails=False):
-        self.fault, self.history_fails = fault, history_fails
-        self.messages: list[dict] = []
-        self.calls = 0
-        self.history_calls = 0
-
-    def a2p_send_sms(self, src_number, dst_numbers, text, store_body=False):
-        self.calls += 1
-        fault = self.fault(self.calls, dst_numbers) if self.fault else None
-        if fault == "reset":
-            raise VoximplantTransportError("A2PSendSms", "reset", maybe_processed=True)
-        if fault == "throttled":
-            raise VoximplantHttpError("A2PSendSms", 503, "busy")
-        if fault == "refused":
-            raise VoximplantTransportError("A2PSendSms", "refused", maybe_processed=False)
-        if fault == "money":
-            raise VoximplantApiError("A2PSendSms", 127, "Insufficient money")
-        result = []
-        for number in dst_numbers:
-            message_id = 1000 + len(self.messages)
-            self.messages.append(
-                {
-                    "message_id": message_id,
-                    "source_number": src_number,
-                    "destination_number": number,
-                    "processing_date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-                }
-            )
-            result.append({"message_id": message_id, "destination_number": number})
-        if fault == "processed_then_500":
-            raise VoximplantHttpError("A2PSendSms", 500, "oops")
-        return A2PSendSmsResponse(result=result, failed=[], fragments_count=1)
-
-    def a2p_get_sms_history(self, **filters):
-        self.history_calls += 1
-        if self.history_fails:
-            raise VoximplantHttpError("A2PGetSmsHistory", 502, "bad gateway")
-        rows = [
-            m
-            for m in self.messages
-            if filters.get("destination_number", m["destination_number"]) == m["destination_number"]
-        ]
-        page = rows[filters["offset"] : filters["offset"] + filters["count"]]
-        return {"result": page, "total_count": len(rows)}
-
-    def sent(self) -> Counter:
-        return Counter(m["destination_number"] for m in self.messages)
-
-
-class FakeLedger:
-    def __init__(self):
-        self.claims, self.records = [], []
-
-    def claim(self, batch):
-        self.claims.append(batch)
-        return True
-
-    def record(self, outcome):
-        self.records.append(outcome)
-
-
-def frame(numbers=NUMBERS, text="hi") -> pd.DataFrame:
-    return pd.DataFrame({"phone": numbers, "text": text})
-
-
-def every_nth(n, fault):
-    return lambda call, numbers: fault if call % n == 0 else None
-
-
-def accounted(report) -> Counter:
-    kinds = ("accepted", "failed", "not_sent", "unknown")
-    return Counter({k: report.total(k) for k in kinds})
+def run_campaign(valid, api, settings, *, previous=None, ledger=None, **kwargs) -> CampaignReport:
+    """One chunk sent and settled, as one report (what a one-chunk pass does)."""
+    if previous is not None:
+        ledger = FakeLedger(previous)
+    sender = PassSender(api, settings, ledger=ledger, **kwargs)
+    sent = sender.send(valid)
+    settled = sender.settle()
+    report = CampaignReport(outcomes=sent.outcomes + settled.outcomes)
+    report.stopped_by = sender.stopped_by
+    report.earlier = sent.earlier
+    report.reconciled, report.resent = settled.reconciled, settled.resent
+    held = [r.held for r in (sent, settled) if r.held is not None]
+    report.held = pd.concat(held) if held else None
+    return report
 
 
 @pytest.mark.parametrize("fault", ["processed_then_500", "reset"])
@@ -117,10 +40,6 @@ def test_ambiguous_answers_are_settled_in_the_run(fault):
         assert report.reconciled > 0 and report.resent == 0, "found in history, not re-sent"
     else:
         assert report.reconciled == 0 and report.resent == 100, "never arrived: sent again"
-
-
-def once(call_number, fault):
-    return lambda call, numbers: fault if call == call_number else None
 
 
 def test_throttled_past_the_hooks_attempts_is_sent_again_after_the_delay():

@@ -1,4 +1,5 @@
-"""report: the failed-numbers frame (same columns for every stage) and the invalid-row summary."""
+"""report: outcome rows, the failed-numbers XCom made of them (same columns for every stage) and
+the invalid-row summary."""
 
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ def test_every_stage_has_the_number_as_written_and_normalised():
             )
         ]
     )
-    failed = report.failed_numbers(prepared, run)
+    rows = pd.concat(
+        [report.prepared_rows(prepared), report.sent_rows(run, prepared.as_written)],
+        ignore_index=True,
+    )
+    assert list(rows["outcome"]) == ["invalid", "invalid", "accepted", "failed", "not_sent"]
+    failed = report.xcom_frames(rows)["failed_numbers"]
     assert list(failed.columns) == FAILED_COLUMNS
+    assert list(failed["stage"]) == ["validation", "validation", "api", "not_sent"]
     rows = {r["input_number"]: r for r in failed.to_dict("records")}
     assert rows["+44 7443 332212"]["destination_number"] == "447443332212"
     assert rows["+44 7443 332212"]["stage"] == "api"
