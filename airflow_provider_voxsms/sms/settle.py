@@ -11,23 +11,31 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from airflow_provider_voxsms.sms import history
 
 CLOCK_SKEW = timedelta(minutes=2)
 # Latest a request can have been processed after it started: the hook's retries and back-off,
 # then the read timeout.
 LATEST_PROCESSING = timedelta(minutes=10)
-HISTORY_PAGE = 1000  # the most rows A2PGetSmsHistory returns per call
-MESSAGE_IDS_PER_QUERY = 100
 
 
 class SmsHistory(Protocol):
     """What the settle step needs of the API (``VoximplantHook`` has it)."""
 
     def a2p_get_sms_history(self, **filters: Any) -> dict: ...
+
+
+class Taken(Protocol):
+    """Message ids already credited to numbers of the campaign (a set will do)."""
+
+    def __contains__(self, message_id: object) -> bool: ...
+
+    def add(self, message_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +55,12 @@ class OpenNumber:
 
 
 def find_in_history(
-    history: SmsHistory,
+    api: SmsHistory,
     open_numbers: Sequence[OpenNumber],
     *,
     src_number: str,
     until: datetime,
-    taken: set[int],
+    taken: Taken,
 ) -> dict[int, int]:
     """Return {position in ``open_numbers``: message id} for those the history shows.
 
@@ -66,7 +74,8 @@ def find_in_history(
     by_id = [i for i, item in enumerate(open_numbers) if item.message_id is not None]
     if by_id:
         ids = [open_numbers[i].message_id for i in by_id]
-        present = {int(row["message_id"]) for row in _rows_by_id(history, ids)}
+        known = history.read(history.rows_by_ids(ids), api.a2p_get_sms_history)
+        present = {int(row["message_id"]) for row in known}
         for i in by_id:
             message_id = open_numbers[i].message_id
             if message_id in present and message_id not in taken:
@@ -77,7 +86,8 @@ def find_in_history(
         return found
 
     rows: dict[str, list[dict]] = defaultdict(list)
-    for row in _rows_in_window(history, [open_numbers[i] for i in rest], src_number, until):
+    window = _rows_in_window([open_numbers[i] for i in rest], src_number, until)
+    for row in history.read(window, api.a2p_get_sms_history):
         rows[str(row.get("destination_number"))].append(row)
     for i in sorted(rest, key=lambda i: open_numbers[i].since):
         item = open_numbers[i]
@@ -100,49 +110,32 @@ def _window(since: float, until: datetime) -> tuple[datetime, datetime]:
     return started - CLOCK_SKEW, min(started + LATEST_PROCESSING, until)
 
 
-def _rows_by_id(history: SmsHistory, ids: list[int]) -> Iterator[dict]:
-    for start in range(0, len(ids), MESSAGE_IDS_PER_QUERY):
-        chunk = ids[start : start + MESSAGE_IDS_PER_QUERY]
-        yield from _pages(history, message_id=chunk)
-
-
 def _rows_in_window(
-    history: SmsHistory, items: list[OpenNumber], src_number: str, until: datetime
-) -> Iterator[dict]:
+    items: list[OpenNumber], src_number: str, until: datetime
+) -> history.Plan[list[dict]]:
+    """The sender's rows in the window ``items`` span: the whole window when reading it takes
+    no more calls than one query per destination, else destination by destination."""
     earliest = min(_window(item.since, until)[0] for item in items)
     latest = max(_window(item.since, until)[1] for item in items)
     window = {"source_number": src_number, "from_date": earliest, "to_date": latest}
-    first = history.a2p_get_sms_history(**window, count=HISTORY_PAGE, offset=0)
-    rows = first.get("result") or []
-    total = int(first.get("total_count") or len(rows))
+    probe = {**window, "count": history.HISTORY_PAGE, "offset": 0}
+    first = yield probe
+    total = int(first.get("total_count") or len(first.get("result") or []))
     numbers: dict[str, list[OpenNumber]] = defaultdict(list)
     for item in items:
         numbers[item.number].append(item)
-    if math.ceil(total / HISTORY_PAGE) <= len(numbers):
-        yield from rows
-        if len(rows) == HISTORY_PAGE:
-            yield from _pages(history, **window, first_offset=HISTORY_PAGE)
-        return
+    if math.ceil(total / history.HISTORY_PAGE) <= len(numbers):
+        return (yield from history.pages(probe, first=first))
+    rows: list[dict] = []
     for number, same in numbers.items():
-        yield from _pages(
-            history,
-            source_number=src_number,
-            destination_number=number,
-            from_date=min(_window(item.since, until)[0] for item in same),
-            to_date=max(_window(item.since, until)[1] for item in same),
-        )
-
-
-def _pages(history: SmsHistory, first_offset: int = 0, **filters: Any) -> Iterator[dict]:
-    """Every row matching ``filters``, page by page until a short page."""
-    offset = first_offset
-    while True:
-        rows = history.a2p_get_sms_history(**filters, count=HISTORY_PAGE, offset=offset)
-        rows = rows.get("result") or []
-        yield from rows
-        if len(rows) < HISTORY_PAGE:
-            return
-        offset += HISTORY_PAGE
+        query = {
+            "source_number": src_number,
+            "destination_number": number,
+            "from_date": min(_window(item.since, until)[0] for item in same),
+            "to_date": max(_window(item.since, until)[1] for item in same),
+        }
+        rows += yield from history.pages(query)
+    return rows
 
 
 def processed_at(row: dict) -> datetime:

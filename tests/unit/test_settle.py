@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from airflow_provider_voxsms.sms import history as reader
 from airflow_provider_voxsms.sms import settle
 from airflow_provider_voxsms.sms.settle import OpenNumber, find_in_history
 
@@ -92,7 +93,7 @@ def test_known_message_ids_are_looked_up_by_id():
 
 def test_a_busy_window_is_read_destination_by_destination_not_cut_short(monkeypatch):
     """More history rows in the window than pages worth reading: query each open number."""
-    monkeypatch.setattr(settle, "HISTORY_PAGE", 10)
+    monkeypatch.setattr(reader, "HISTORY_PAGE", 10)
     rows = [row(i, f"4475{i:08d}", STARTED) for i in range(1, 500)]
     history = FakeHistory([*rows, row(1000, "447400000001", STARTED + timedelta(seconds=1))])
     found = look_up(history, [open_number("447400000001"), open_number("447500000003")])
@@ -102,7 +103,7 @@ def test_a_busy_window_is_read_destination_by_destination_not_cut_short(monkeypa
 
 
 def test_a_quiet_window_is_read_whole_in_pages(monkeypatch):
-    monkeypatch.setattr(settle, "HISTORY_PAGE", 10)
+    monkeypatch.setattr(reader, "HISTORY_PAGE", 10)
     rows = [row(i, f"4475{i:08d}", STARTED) for i in range(1, 26)]
     items = [open_number(f"4475{i:08d}") for i in range(1, 26)]
     history = FakeHistory(rows)
