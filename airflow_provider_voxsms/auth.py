@@ -130,6 +130,13 @@ class TokenSigner:
         self._expires_at = 0.0
         self.on_new_token: Callable[[str], None] | None = None
 
+    def cached(self) -> str | None:
+        """The current token while it needs no refresh, else None: then :meth:`token` signs a
+        new one (about a millisecond of CPU, and the log masker: async callers use a thread)."""
+        with self._lock:
+            fresh = self._clock() < self._expires_at - self._refresh_margin_s
+            return self._token if fresh else None
+
     def token(self) -> str:
         """A valid token, signing a new one only when the cached one is close to expiry."""
         with self._lock:

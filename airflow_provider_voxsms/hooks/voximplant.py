@@ -1,72 +1,66 @@
-"""VoximplantHook: an Airflow connection turned into an authenticated, pooled API client."""
+"""VoximplantHook and VoximplantAsyncHook: a connection turned into an authenticated, pooled client.
+
+Both follow one request policy (``hooks.policy``: form encoding, answer parsing, error types,
+retries, the pause after throttling) and read the connection one way (``hooks.connection``);
+they differ only in transport: requests for the blocking hook, ``httpx.AsyncClient`` for the
+async one, whose blocking set-up (connection fields, credentials, PEM key, CA certificates)
+runs in a thread so that an event loop (the triggerer's) never waits on it.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import random
-import ssl
-import threading
-import time
-from datetime import UTC, datetime
+import asyncio
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
 
+import httpx
 import requests
 from airflow.sdk import BaseHook
-from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, Retrying
 from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_voxsms import UI_FIELD_BEHAVIOUR
 from airflow_provider_voxsms.auth import ServiceAccountCredentials, TokenSigner
-from airflow_provider_voxsms.errors import (
-    ConfigurationError,
-    CredentialsError,
-    VoximplantApiError,
-    VoximplantError,
-    VoximplantHttpError,
-    VoximplantTransportError,
-    is_throttling,
+from airflow_provider_voxsms.errors import VoximplantError, VoximplantTransportError
+from airflow_provider_voxsms.hooks.connection import (
+    DEFAULT_BASE_URL,
+    ConnectionSettings,
+    validate_base_url,
+)
+from airflow_provider_voxsms.hooks.policy import (
+    FORM_CONTENT_TYPE,
+    READ_ONLY_METHODS,
+    PauseGate,
+    RetryPolicy,
+    certificate_error,
+    certificate_rejected,
+    encode_form,
+    parse_answer,
+    transport_error,
 )
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE, A2PSendSmsResponse
 
-DEFAULT_BASE_URL = "https://api.voximplant.com/platform_api"  # same as provider info
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_NUMBERS_PER_REQUEST",
+    "READ_ONLY_METHODS",
+    "VoximplantAsyncHook",
+    "VoximplantHook",
+    "validate_base_url",
+]
+
 MAX_NUMBERS_PER_REQUEST = MAX_BATCH_SIZE
-# Methods that only read: repeating one can never send an SMS, so every failure is retried.
-READ_ONLY_METHODS = frozenset({"GetAccountInfo", "A2PGetSmsHistory"})
-
-
-class _PauseGate:
-    """A shared "not before" time: one throttled request pauses every thread of the hook."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._until = 0.0
-
-    def hold(self, seconds: float) -> None:
-        with self._lock:
-            self._until = max(self._until, time.monotonic() + seconds)
-
-    def wait(self) -> None:
-        while (delay := self._until - time.monotonic()) > 0:
-            time.sleep(delay)
 
 
 class VoximplantHook(BaseHook):
     """Calls Voximplant's Management API with a service account's credentials.
 
     One hook holds one parsed key, one cached token and one pooled HTTP session, and is safe to
-    share between threads.
-
-    What is retried: throttling answers (HTTP 429 and 503, API errors 314, 340 and 416), which
-    mean the request was not processed, with capped exponential back-off and jitter or the wait
-    the API names; connections that could not be opened; and, for read-only methods, any
-    network or server failure. What is left to the caller: a request that may have been
-    processed (read timeout, connection reset after sending, HTTP 5xx) raises
-    :class:`VoximplantTransportError` or :class:`VoximplantHttpError` and is never re-sent, so
-    an SMS cannot go out twice.
+    share between threads. What is retried is :class:`~hooks.policy.RetryPolicy`'s rule: a
+    request that may have been processed (read timeout, connection reset after sending, HTTP
+    5xx) of a method that sends raises :class:`VoximplantTransportError` or
+    :class:`VoximplantHttpError` and is never re-sent, so an SMS cannot go out twice.
 
     :param voximplant_conn_id: Airflow connection of type ``voximplant``.
     :param max_attempts: attempts per call, the first included, before a throttling or
@@ -97,13 +91,11 @@ class VoximplantHook(BaseHook):
     ):
         super().__init__()
         self.voximplant_conn_id = voximplant_conn_id
-        self.max_attempts = max_attempts
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
+        self.policy = RetryPolicy(max_attempts, backoff_initial_s, backoff_max_s)
         self.connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self.pool_size = pool_size
-        self._pause = _PauseGate()
+        self._pause = PauseGate()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -114,63 +106,35 @@ class VoximplantHook(BaseHook):
             "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
         }
 
-    # -- connection -> settings -------------------------------------------------------------
+    # -- connection -> settings (read lazily, once) ----------------------------------------
 
     @cached_property
-    def _connection(self):
-        return self.get_connection(self.voximplant_conn_id)
-
-    def _extra(self, name: str) -> Any:
-        """An extra field, as the UI form (``extra__voximplant__<name>``) or by hand (``<name>``)."""
-        extra = self._connection.extra_dejson
-        return extra.get(name) or extra.get(f"extra__{self.conn_type}__{name}")
+    def settings(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            self.get_connection(self.voximplant_conn_id),
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self._read_timeout_s,
+        )
 
     @cached_property
     def base_url(self) -> str:
-        """The API base URL: the connection's host, else Voximplant's public endpoint."""
-        return validate_base_url(self._connection.host or DEFAULT_BASE_URL)
+        return self.settings.base_url
 
     @cached_property
     def credentials(self) -> ServiceAccountCredentials:
-        conn = self._connection
-        if conn.password:
-            credentials = ServiceAccountCredentials.from_json(conn.password)
-        elif path := self._extra("credentials_path"):
-            credentials = ServiceAccountCredentials.from_file(path)
-        else:
-            raise CredentialsError(
-                f"Connection {self.voximplant_conn_id!r} has no Voximplant credentials: put the "
-                "content of credentials.json in its password, or its path in the extra "
-                "'credentials_path'."
-            )
-        _mask(*credentials.secret_fragments())
-        return credentials
+        return self.settings.credentials
 
     @cached_property
     def signer(self) -> TokenSigner:
-        child = self._extra("account_id")
-        try:
-            issuer = int(child) if child else None
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"Connection {self.voximplant_conn_id!r}: extra 'account_id' (the child account "
-                f"to act for) must be a number, got {child!r}."
-            ) from None
-        signer = TokenSigner(self.credentials, issuer_account_id=issuer)
-        signer.on_new_token = _mask
-        return signer
+        return self.settings.signer
 
     @cached_property
     def timeout(self) -> tuple[float, float]:
-        read = self._read_timeout_s or self._extra("timeout") or 60
-        try:
-            read = float(read)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"Connection {self.voximplant_conn_id!r}: extra 'timeout' must be a number of "
-                f"seconds, got {read!r}."
-            ) from None
-        return (self.connect_timeout_s, read)
+        return self.settings.timeout
+
+    @cached_property
+    def verify(self) -> str | bool:
+        return self.settings.verify
 
     @cached_property
     def session(self) -> requests.Session:
@@ -180,13 +144,6 @@ class VoximplantHook(BaseHook):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
-
-    @cached_property
-    def verify(self) -> str | bool:
-        """TLS is always verified: against the extra ``ca_bundle`` when set, else the system's
-        certificates (or ``REQUESTS_CA_BUNDLE``). Passed per request, because requests lets
-        that environment variable override a session-wide setting."""
-        return self._extra("ca_bundle") or True
 
     def get_conn(self) -> requests.Session:
         return self.session
@@ -201,52 +158,19 @@ class VoximplantHook(BaseHook):
     def call(self, method: str, **params: Any) -> dict:
         """Call a Management API method and return its JSON answer.
 
-        Parameters go in a form-encoded body of ``POST <base>/<method>``, so message texts stay
-        out of URLs and access logs; lists are joined with ``;``, ``None`` values are left out.
-        Raises :class:`VoximplantApiError` for an ``{"error": ...}`` answer.
+        Parameters go in a form-encoded body of ``POST <base>/<method>`` (``policy.encode_form``),
+        so message texts stay out of URLs and access logs. Raises :class:`VoximplantApiError`
+        for an ``{"error": ...}`` answer.
         """
-        body = _encode_form(
-            {key: _form_value(value) for key, value in params.items() if value is not None}
-        )
-        read_only = method in READ_ONLY_METHODS
-
-        def retryable(error: BaseException) -> bool:
-            if is_throttling(error):
-                return True
-            if isinstance(error, VoximplantTransportError):
-                return read_only or not error.maybe_processed
-            return read_only and isinstance(error, VoximplantHttpError) and error.status >= 500
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._backoff,
-            before_sleep=self._log_backoff,
-            reraise=True,
-        )
-        return retrying(self._post, method, body)
+        retrying = Retrying(**self.policy.tenacity_args(method, self._pause, self.log))
+        return retrying(self._post, method, encode_form(params))
 
     def a2p_send_sms(
         self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False
     ) -> A2PSendSmsResponse:
         """Send one A2P SMS request to at most 100 numbers (digits only, international format)."""
-        if not 1 <= len(dst_numbers) <= MAX_NUMBERS_PER_REQUEST:
-            raise ValueError(
-                f"A2PSendSms takes 1..{MAX_NUMBERS_PER_REQUEST} numbers per request, "
-                f"got {len(dst_numbers)}; split the list into batches."
-            )
-        answer = self.call(
-            "A2PSendSms",
-            src_number=src_number,
-            dst_numbers=list(dst_numbers),
-            text=text,
-            store_body=store_body,
-        )
-        return A2PSendSmsResponse(
-            result=list(answer.get("result") or []),
-            failed=list(answer.get("failed") or []),
-            fragments_count=int(answer.get("fragments_count") or 0),
-        )
+        params = send_sms_params(src_number, dst_numbers, text, store_body)
+        return send_sms_response(self.call("A2PSendSms", **params))
 
     def a2p_get_sms_history(self, **filters: Any) -> dict:
         """Query sent A2P SMS (``message_id``, ``destination_number``, ``from_date``, ``count``...).
@@ -279,7 +203,7 @@ class VoximplantHook(BaseHook):
         self._pause.wait()
         headers = {
             "Authorization": f"Bearer {self.signer.token()}",
-            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Type": FORM_CONTENT_TYPE,
         }
         url = f"{self.base_url}/{method}"
         try:
@@ -287,155 +211,172 @@ class VoximplantHook(BaseHook):
                 url, data=body, headers=headers, timeout=self.timeout, verify=self.verify
             )
         except requests.exceptions.SSLError as err:
-            if not _certificate_rejected(err):  # a TLS failure later on may follow the request
-                raise _transport_error(method, err, self.base_url) from None
-            raise ConfigurationError(
-                f"TLS certificate verification of {self.base_url} failed, so nothing was sent. "
-                "If the server uses a private CA (or is the emulator), set the connection extra "
-                "'ca_bundle' to that CA's certificate file."
-            ) from None
+            if not certificate_rejected(err):  # a TLS failure later on may follow the request
+                raise transport_error(method, err, self.base_url, never_sent=False) from None
+            raise certificate_error(self.base_url) from None
         except requests.RequestException as err:
-            raise _transport_error(method, err, self.base_url) from None
-        return _parse_answer(method, response)
-
-    def _backoff(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        hinted = getattr(error, "retry_after", None)
-        if hinted is None:
-            ceiling = min(
-                self.backoff_max_s, self.backoff_initial_s * 2 ** (state.attempt_number - 1)
-            )
-            hinted = random.uniform(ceiling / 2, ceiling)
-        delay = min(float(hinted), self.backoff_max_s)
-        if error is not None and is_throttling(error):
-            self._pause.hold(delay)
-        return delay
-
-    def _log_backoff(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        self.log.warning(
-            "Voximplant back-off: %s; attempt %d of %d, waiting %.1f s",
-            error,
-            state.attempt_number,
-            self.max_attempts,
-            state.upcoming_sleep,
-        )
+            raise _requests_error(method, err, self.base_url) from None
+        return parse_answer(method, response.status_code, response.content, response.headers)
 
 
-def validate_base_url(url: str) -> str:
-    """Check the API base URL: https, or plain http only to this machine (an emulator)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"Voximplant API base URL {url!r} needs a scheme and a host, e.g. {DEFAULT_BASE_URL} "
-            "(or http://127.0.0.1:8025/platform_api for the local emulator)."
-        )
-    if parts.scheme == "http" and not _is_local(parts.hostname):
-        raise ConfigurationError(
-            f"Voximplant API base URL {url!r} uses plain http to a remote host, which would send "
-            "the access token unencrypted; use https (plain http is allowed to this machine only)."
-        )
-    return url.strip().rstrip("/")
+class VoximplantAsyncHook(BaseHook):
+    """The same API as :class:`VoximplantHook`, awaitable, over one pooled ``httpx.AsyncClient``.
 
+    Same connection, parameters, retries and errors as the blocking hook. The first call (or
+    :meth:`check_config`) reads the connection and loads the credentials, the key and the TLS
+    context in a thread; calls made meanwhile wait for that one set-up. A throttling answer pauses every call of the hook for its back-off. One hook
+    belongs to one event loop; close it with :meth:`aclose` or ``async with``.
 
-def _is_local(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+    :param pool_size: connections kept open: at least the calls it makes at once.
+    :param transport: an httpx transport to send through instead of the network (tests:
+        ``httpx.MockTransport``).
 
-
-def _form_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple | set):
-        return ";".join(str(item) for item in value)
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
-
-
-def _encode_form(fields: dict[str, str]) -> str:
-    """The form body requests would build (urlencode with quote_plus), byte for byte, faster.
-
-    ``dst_numbers`` (up to 100 numbers joined with ";") is most of every A2PSendSms body; when a
-    value is digits and ";" only it is encoded with one replace instead of a per-byte loop.
+    The other parameters are :class:`VoximplantHook`'s.
     """
-    return "&".join(f"{quote_plus(k)}={_quote_form_value(v)}" for k, v in fields.items())
 
+    conn_name_attr = "voximplant_conn_id"
+    default_conn_name = "voximplant_default"
+    conn_type = "voximplant"
+    hook_name = "Voximplant (async)"
 
-def _quote_form_value(value: str) -> str:
-    digits = value.replace(";", "")
-    if digits.isascii() and digits.isdigit():
-        return value.replace(";", "%3B")
-    return quote_plus(value)
+    def __init__(
+        self,
+        voximplant_conn_id: str = default_conn_name,
+        *,
+        max_attempts: int = 8,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float | None = None,
+        pool_size: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        super().__init__()
+        self.voximplant_conn_id = voximplant_conn_id
+        self.policy = RetryPolicy(max_attempts, backoff_initial_s, backoff_max_s)
+        self.connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self.pool_size = pool_size
+        self._transport = transport
+        self._pause = PauseGate()
+        self._ready: asyncio.Future[tuple[ConnectionSettings, httpx.AsyncClient]] | None = None
 
+    async def check_config(self) -> ConnectionSettings:
+        """Read the connection and load the key and TLS context (in a thread), once; a bad
+        URL, missing connection or unusable credentials raise their clear error here."""
+        return (await self._set_up())[0]
 
-def _parse_answer(method: str, response: requests.Response) -> dict:
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if response.status_code != 200 or not isinstance(answer, dict):
-        raise VoximplantHttpError(
-            method, response.status_code, response.text, _retry_after(response)
+    async def call(self, method: str, **params: Any) -> dict:
+        """:meth:`VoximplantHook.call`, awaited."""
+        await self._set_up()
+        retrying = AsyncRetrying(**self.policy.tenacity_args(method, self._pause, self.log))
+        return await retrying(self._post, method, encode_form(params))
+
+    async def a2p_send_sms(
+        self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False
+    ) -> A2PSendSmsResponse:
+        """:meth:`VoximplantHook.a2p_send_sms`, awaited."""
+        params = send_sms_params(src_number, dst_numbers, text, store_body)
+        return send_sms_response(await self.call("A2PSendSms", **params))
+
+    async def a2p_get_sms_history(self, **filters: Any) -> dict:
+        """:meth:`VoximplantHook.a2p_get_sms_history`, awaited."""
+        return await self.call("A2PGetSmsHistory", **filters)
+
+    async def get_account_info(self) -> dict:
+        return (await self.call("GetAccountInfo")).get("result", {})
+
+    async def aclose(self) -> None:
+        ready, self._ready = self._ready, None
+        if ready is not None and ready.done() and not ready.cancelled() and not ready.exception():
+            await ready.result()[1].aclose()
+
+    async def __aenter__(self) -> VoximplantAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- set-up and transport -----------------------------------------------------------------
+
+    async def _set_up(self) -> tuple[ConnectionSettings, httpx.AsyncClient]:
+        ready = self._ready
+        if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
+            self._ready = asyncio.ensure_future(self._load())
+        return await asyncio.shield(self._ready)
+
+    async def _load(self) -> tuple[ConnectionSettings, httpx.AsyncClient]:
+        return await asyncio.to_thread(self._load_blocking)
+
+    def _load_blocking(self) -> tuple[ConnectionSettings, httpx.AsyncClient]:
+        # Even aget_connection would hold the loop: it loads the secrets backends and parses
+        # the connection on it (0.1-0.2 s seen in the first call of a process).
+        settings = ConnectionSettings(
+            self.get_connection(self.voximplant_conn_id),
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self._read_timeout_s,
+        ).load()
+        settings.signer.token()  # the first token: signing and masking it block too
+        connect, read = settings.timeout
+        pool = httpx.Limits(
+            max_connections=self.pool_size, max_keepalive_connections=self.pool_size
         )
-    if isinstance(answer.get("error"), dict):
-        error = answer["error"]
-        raise VoximplantApiError(method, _int(error.get("code")), str(error.get("msg", "")))
-    return answer
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read, connect=connect),
+            limits=pool,
+            verify=settings.ssl_context,  # loads CA certificates: here, in the thread
+            transport=self._transport,
+        )
+        return settings, client
+
+    async def _post(self, method: str, body: str) -> dict:
+        await self._pause.wait_async()
+        settings, client = await self._set_up()
+        signer = settings.signer
+        token = signer.cached() or await asyncio.to_thread(signer.token)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": FORM_CONTENT_TYPE}
+        try:
+            response = await client.post(
+                f"{settings.base_url}/{method}", content=body, headers=headers
+            )
+        except httpx.HTTPError as err:
+            if certificate_rejected(err):
+                raise certificate_error(settings.base_url) from None
+            never_sent = isinstance(
+                err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+            )
+            raise transport_error(method, err, settings.base_url, never_sent=never_sent) from None
+        return parse_answer(method, response.status_code, response.content, response.headers)
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
+def send_sms_params(
+    src_number: str, dst_numbers: list[str], text: str, store_body: bool
+) -> dict[str, Any]:
+    """A2PSendSms's parameters; at most 100 numbers per request."""
+    if not 1 <= len(dst_numbers) <= MAX_NUMBERS_PER_REQUEST:
+        raise ValueError(
+            f"A2PSendSms takes 1..{MAX_NUMBERS_PER_REQUEST} numbers per request, "
+            f"got {len(dst_numbers)}; split the list into batches."
+        )
+    return {
+        "src_number": src_number,
+        "dst_numbers": list(dst_numbers),
+        "text": text,
+        "store_body": store_body,
+    }
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
+def send_sms_response(answer: dict) -> A2PSendSmsResponse:
+    return A2PSendSmsResponse(
+        result=list(answer.get("result") or []),
+        failed=list(answer.get("failed") or []),
+        fragments_count=int(answer.get("fragments_count") or 0),
+    )
 
 
-def _transport_error(
+def _requests_error(
     method: str, err: requests.RequestException, base_url: str
 ) -> VoximplantTransportError:
     reason = getattr(err.args[0], "reason", None) if err.args else None
     never_sent = isinstance(err, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
-    if never_sent:
-        what = (
-            f"could not connect to {base_url} ({type(err).__name__}): check the connection's "
-            "Host and that this worker can reach it"
-        )
-    else:
-        what = f"no answer (the request may have been processed): {type(err).__name__}"
-    return VoximplantTransportError(method, what, maybe_processed=not never_sent)
-
-
-def _certificate_rejected(err: BaseException) -> bool:
-    """True when the server's certificate was refused: the handshake failed, nothing was sent."""
-    seen: set[int] = set()
-    pending: list = [err]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        if isinstance(current, BaseException):
-            pending += [*current.args, getattr(current, "reason", None), current.__context__]
-    return False
-
-
-def _mask(*secrets: str) -> None:
-    """Register secrets with Airflow's log masker so they never reach task logs."""
-    for secret in secrets:
-        mask_secret(secret)
+    return transport_error(method, err, base_url, never_sent=never_sent)

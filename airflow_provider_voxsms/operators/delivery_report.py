@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -14,10 +14,16 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_voxsms.delivery_status import log_delivery_status
-from airflow_provider_voxsms.errors import InputError, VoximplantApiError, VoximplantError
-from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.errors import VoximplantError
+from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
 from airflow_provider_voxsms.results import is_location, read_outcomes
 from airflow_provider_voxsms.sms import delivery
+from airflow_provider_voxsms.sms.follow import (
+    DeliveryFollower,
+    FollowSettings,
+    OpenIds,
+    stops_following,
+)
 from airflow_provider_voxsms.sql import TASK_KEY_COLUMNS
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
@@ -77,7 +83,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
     :param max_concurrency: history calls in flight at once within a round (4: a round over
         a million open messages is 1,000 calls, about 4 x faster than one at a time, while a
         few connections stay far from the API's documented 200 concurrent requests).
-    :param hook_params: keyword arguments for :class:`VoximplantHook` (back-off, timeouts).
+    :param hook_params: keyword arguments for :class:`VoximplantAsyncHook` (back-off, timeouts).
     """
 
     template_fields: Sequence[str] = ("messages", "send_task_id", "src_number")
@@ -89,7 +95,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         messages: Any = None,
         send_task_id: str | None = None,
         src_number: str | None = None,
-        voximplant_conn_id: str = VoximplantHook.default_conn_name,
+        voximplant_conn_id: str = VoximplantAsyncHook.default_conn_name,
         timeout: float | timedelta = DEFAULT_TIMEOUT_S,
         poll_interval: float = DEFAULT_POLL_INTERVAL_S,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL_S,
@@ -137,17 +143,12 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.hook_params = hook_params or {}
 
-    @cached_property
-    def hook(self) -> VoximplantHook:
-        params = {"pool_size": max(1, self.max_concurrency), **self.hook_params}
-        return VoximplantHook(self.voximplant_conn_id, **params)
-
     def execute(self, context) -> dict:
         started = time.time()
         frame = self._followed(context)
-        ids = frame["message_id"].tolist()
+        ids = frame["message_id"].to_numpy()
         self.log.info("Following %d message(s) to their final delivery status", len(ids))
-        if self.deferrable and ids:
+        if self.deferrable and len(ids):
             ti = context["ti"]
             ti.xcom_push(key=FOLLOWED_IDS_KEY, value=delivery.encode_ids(ids))
             trigger = A2PSmsDeliveryTrigger(
@@ -168,8 +169,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
                 max_concurrency=self.max_concurrency,
             )
             self.defer(trigger=trigger, method_name="execute_complete")
-        tracker = self._wait(ids, started + self.timeout_s)
-        return self._finish(context, frame, tracker.seen(), started)
+        follower = self._follow(ids, started + self.timeout_s)
+        return self._finish(context, frame, follower.seen(), started)
 
     def execute_complete(self, context, event: dict | None = None) -> dict:
         """Resumed after the trigger: one round collects every message's row, then outputs."""
@@ -184,9 +185,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             event.get("open"),
         )
         frame = self._followed(context)
-        tracker = delivery.DeliveryTracker(frame["message_id"].tolist())
-        self._round(tracker)
-        return self._finish(context, frame, tracker.seen(), float(event.get("started") or 0))
+        follower = self._follow(frame["message_id"].to_numpy(), one_round=True)
+        return self._finish(context, frame, follower.seen(), float(event.get("started") or 0))
 
     # -- the pieces ------------------------------------------------------------------------
 
@@ -200,49 +200,33 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: {err}") from err
 
-    def _round(self, tracker: delivery.DeliveryTracker) -> int:
-        """One poll round; configuration errors and stopping API errors fail the task."""
-        before = len(tracker.open)
+    def _follow(self, ids, deadline: float = 0.0, one_round: bool = False) -> DeliveryFollower:
+        """Follow ``ids`` in this worker with the trigger's code, run by ``asyncio.run``: until
+        each is final or ``deadline`` passes, or for one round. Errors every round would meet
+        (configuration, credentials, stopping API codes) fail the task at once."""
+        settings = FollowSettings(
+            src_number=self.src_number or None,
+            deadline=deadline,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            max_concurrency=self.max_concurrency,
+        )
+        params = {"pool_size": max(1, self.max_concurrency), **self.hook_params}
+
+        async def follow() -> DeliveryFollower:
+            async with VoximplantAsyncHook(self.voximplant_conn_id, **params) as hook:
+                follower = DeliveryFollower(
+                    hook, OpenIds(ids), settings, keep_rows=True, log=self.log
+                )
+                await (follower.poll_round() if one_round else follower.run())
+                return follower
+
         try:
-            delivery.run_round_concurrently(
-                tracker,
-                self.hook.a2p_get_sms_history,
-                self.src_number or None,
-                self.max_concurrency,
-            )
-        except InputError as err:
-            raise AirflowFailException(str(err)) from err
-        except VoximplantApiError as err:
-            if err.is_fatal:  # every later round would fail the same way
+            return asyncio.run(follow())
+        except VoximplantError as err:
+            if stops_following(err):
                 raise AirflowFailException(str(err)) from err
             raise
-        return before - len(tracker.open)
-
-    def _wait(self, ids: list[int], deadline: float) -> delivery.DeliveryTracker:
-        """Poll in this worker until every message is final or the deadline passes."""
-        tracker = delivery.DeliveryTracker(ids)
-        idle = 0
-        while tracker.open:
-            try:
-                finished = self._round(tracker)
-            except VoximplantError as err:  # the hook already retried; try again next round
-                self.log.warning("Delivery poll round failed, next round retries: %s", err)
-                finished = 0
-            idle = 0 if finished else idle + 1
-            remaining = deadline - time.time()
-            self.log.info(
-                "Round %d: %d final, %d open (%d call(s) so far)",
-                tracker.rounds,
-                tracker.total - len(tracker.open),
-                len(tracker.open),
-                tracker.calls,
-            )
-            if not tracker.open or remaining <= 0:
-                break
-            time.sleep(
-                delivery.next_delay(self.poll_interval, idle - 1, remaining, self.max_poll_interval)
-            )
-        return tracker
 
     def _finish(self, context, frame: pd.DataFrame, rows: dict, started: float) -> dict:
         statuses = delivery.delivery_frame(frame, rows)

@@ -1,24 +1,18 @@
-"""Following accepted messages to their final delivery status: the polling core, without I/O.
-
-One poll round asks ``A2PGetSmsHistory`` about the messages that are not final yet, 1,000 ids
-per call (``message_id`` as a ``;``-joined list, ``count`` 1000, the API's largest page), so a
-round over a million open messages costs about 1,000 calls and every later round only what is
-still open. A round is a generator of request parameters (``poll_round``) that the caller feeds
-with the API's answers: the worker drives it with the blocking hook (``run_round``), the
-trigger with an async client, and both share every decision made here.
+"""What followed messages came to: delivery statuses, history rows, and the report's outputs.
 
 Statuses: ``QUEUED`` and ``DISPATCHED`` are pending; ``DELIVERED``, ``FAILED``, ``EXPIRED``,
 ``REJECTED``, ``ABORTED`` and ``UNKNOWN`` are final. A message the history does not show yet
 (it can lag behind the send) is pending too; one still pending when the wait ends is reported
-``pending``.
+``pending``. Following them (the poll loop) is ``sms.follow``; reading the history is
+``sms.history``. Also here: the compact text of a campaign's message ids that the report task
+hands its trigger through XCom (:func:`encode_ids`).
 """
 
 from __future__ import annotations
 
 import base64
 import zlib
-from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +26,6 @@ PENDING_STATUSES = frozenset({"QUEUED", "DISPATCHED"})
 FINAL_STATUSES = frozenset({"DELIVERED", "FAILED", "EXPIRED", "REJECTED", "ABORTED", "UNKNOWN"})
 UNDELIVERED_STATUSES = FINAL_STATUSES - {"DELIVERED"}
 PENDING = "pending"  # what a message not final by the end of the wait is reported as
-
-HISTORY_PAGE = 1000  # the most rows A2PGetSmsHistory returns per call
-IDS_PER_QUERY = 1000  # one page of rows per call: a round costs ceil(open / 1000) calls
 
 #: Columns of the ``delivery_status`` frame, one row per followed message.
 DELIVERY_COLUMNS = [
@@ -90,199 +81,36 @@ def status_name(value: Any) -> str | None:
     return text if text in FINAL_STATUSES or text in PENDING_STATUSES else None
 
 
+NO_ID = -1  # message_id_of() for a row that names no message id
+
+
+def message_id_of(row: dict) -> int:
+    """A history row's message id, or ``NO_ID``."""
+    try:
+        return int(row["message_id"])
+    except (KeyError, TypeError, ValueError):
+        return NO_ID
+
+
+def row_status(row: dict) -> str:
+    """A history row's status name; ``pending`` when it has none that is known."""
+    return status_name(row.get("delivery_status")) or PENDING
+
+
 def parse_row(row: dict) -> DeliveryRow | None:
     """One history row, or None when it names no message id."""
-    try:
-        message_id = int(row["message_id"])
-    except (KeyError, TypeError, ValueError):
+    message_id = message_id_of(row)
+    if message_id == NO_ID:
         return None
     return DeliveryRow(
         message_id=message_id,
         destination_number=_text(row.get("destination_number")),
-        delivery_status=status_name(row.get("delivery_status")) or PENDING,
+        delivery_status=row_status(row),
         error_message=_text(row.get("error_message")),
         fragments=_number(row.get("fragments"), int),
         cost=_number(row.get("cost"), float),
         processing_date=_text(row.get("processing_date")),
     )
-
-
-def history_queries(ids: Sequence[int], src_number: str | None = None) -> list[dict[str, Any]]:
-    """The ``A2PGetSmsHistory`` parameters that ask about ``ids``: 1,000 ids per call."""
-    ids = sorted(set(int(i) for i in ids))
-    queries = []
-    for start in range(0, len(ids), IDS_PER_QUERY):
-        query: dict[str, Any] = {"message_id": ids[start : start + IDS_PER_QUERY]}
-        if src_number:
-            query["source_number"] = src_number
-        query["count"] = HISTORY_PAGE
-        query["offset"] = 0
-        queries.append(query)
-    return queries
-
-
-# A round: yields request parameters, receives each answer, returns {message_id: row}.
-Round = Generator[dict[str, Any], dict, dict[int, DeliveryRow]]
-
-
-def poll_round(ids: Sequence[int], src_number: str | None = None) -> Round:
-    """Ask the history about ``ids`` once; returns the rows it shows, by message id.
-
-    Ids the history does not show are missing from the result (still pending). A call whose
-    answer counts more rows than it returned is followed by the next page (``offset``).
-    """
-    found: dict[int, DeliveryRow] = {}
-    for query in history_queries(ids, src_number):
-        found.update((yield from query_pages(query)))
-    return found
-
-
-def query_pages(query: dict[str, Any]) -> Round:
-    """One history query (at most 1,000 ids), page by page; returns its rows by message id."""
-    wanted = set(query["message_id"])
-    found: dict[int, DeliveryRow] = {}
-    offset = 0
-    while True:
-        answer = yield {**query, "offset": offset}
-        rows = list((answer or {}).get("result") or [])
-        for raw in rows:
-            row = parse_row(raw)
-            if row is not None and row.message_id in wanted:
-                found[row.message_id] = row
-        total = _number((answer or {}).get("total_count"), int) or 0
-        offset += len(rows)
-        if not rows or offset >= total:
-            return found
-
-
-def run_round(round_: Generator[dict[str, Any], dict, Any], call: Callable[..., dict]) -> Any:
-    """Drive a round (``poll_round``, ``DeliveryTracker.round``) with a blocking
-    ``call(**params) -> answer`` (the hook's history call); returns what the round returns."""
-    try:
-        params = next(round_)
-        while True:
-            params = round_.send(call(**params))
-    except StopIteration as done:
-        return done.value
-
-
-def run_round_concurrently(
-    tracker: DeliveryTracker,
-    call: Callable[..., dict],
-    src_number: str | None = None,
-    concurrency: int = 1,
-) -> int:
-    """One tracker round with up to ``concurrency`` blocking calls in flight (threads); each
-    query's rows are applied as it completes. Returns the messages that became final; the
-    first failing call's error is raised once the calls already in flight have ended."""
-    if concurrency <= 1:
-        return run_round(tracker.round(src_number), call)
-
-    def one(query: dict[str, Any]) -> tuple[dict[int, DeliveryRow], int]:
-        calls = [0]
-
-        def counted(**params: Any) -> dict:
-            calls[0] += 1
-            return call(**params)
-
-        return run_round(query_pages(query), counted), calls[0]
-
-    finished = 0
-    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="voxsms-delivery")
-    try:
-        futures = [pool.submit(one, query) for query in tracker.queries(src_number)]
-        for future in as_completed(futures):
-            found, calls = future.result()
-            tracker.calls += calls
-            finished += tracker.apply(found)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    tracker.rounds += 1
-    return finished
-
-
-def next_delay(
-    poll_interval: float, idle_rounds: int, remaining: float, max_interval: float
-) -> float:
-    """Seconds to wait before the next round.
-
-    ``poll_interval`` after a round that finalised something; each round in a row that
-    finalised nothing doubles the wait, up to ``max_interval``; never past the deadline
-    (``remaining`` seconds away), so the last round runs when the wait ends.
-    """
-    delay = min(max_interval, poll_interval * 2 ** max(0, idle_rounds))
-    return max(0.0, min(delay, remaining))
-
-
-class DeliveryTracker:
-    """Which followed messages are still open, and what the finished ones came to.
-
-    :param ids: the message ids to follow (duplicates are followed once).
-    :param keep_rows: keep every final row (the worker, which writes the outputs); without it
-        only counts are kept (the trigger, whose memory should stay flat).
-    """
-
-    def __init__(self, ids: Iterable[int], keep_rows: bool = True):
-        self.open: set[int] = {int(i) for i in ids}
-        self.total = len(self.open)
-        self.keep_rows = keep_rows
-        self.rows: dict[int, DeliveryRow] = {}
-        self.last_seen: dict[int, DeliveryRow] = {}  # pending rows the history showed
-        self.counts: dict[str, int] = {}
-        self.rounds = 0
-        self.calls = 0
-
-    @property
-    def done(self) -> bool:
-        return not self.open
-
-    def seen(self) -> dict[int, DeliveryRow]:
-        """Every row the history showed: the final ones, and the last of each open message."""
-        return {**self.last_seen, **self.rows}
-
-    def round(self, src_number: str | None = None) -> Generator[dict[str, Any], dict, int]:
-        """A poll round over what is open; each query's rows are applied as they come, so
-        memory holds at most one answer besides what the tracker keeps. Returns the number
-        of messages that became final."""
-        finished = 0
-        for query in history_queries(sorted(self.open), src_number):
-            finished += self.apply((yield from _counted(query_pages(query), self)))
-        self.rounds += 1
-        return finished
-
-    def queries(self, src_number: str | None = None) -> list[dict[str, Any]]:
-        """The history queries of one round over what is open (for concurrent drivers, which
-        run ``query_pages`` per query and ``apply`` each result)."""
-        return history_queries(sorted(self.open), src_number)
-
-    def apply(self, found: dict[int, DeliveryRow]) -> int:
-        """Record rows the history showed; returns how many messages became final."""
-        finished = 0
-        for message_id, row in found.items():
-            if message_id not in self.open:
-                continue
-            if not row.final:
-                if self.keep_rows:
-                    self.last_seen[message_id] = row
-                continue
-            self.open.discard(message_id)
-            self.last_seen.pop(message_id, None)
-            self.counts[row.delivery_status] = self.counts.get(row.delivery_status, 0) + 1
-            if self.keep_rows:
-                self.rows[message_id] = row
-            finished += 1
-        return finished
-
-
-def _counted(round_: Round, tracker: DeliveryTracker) -> Round:
-    """``round_``, counting its calls on ``tracker``."""
-    try:
-        params = next(round_)
-        while True:
-            tracker.calls += 1
-            params = round_.send((yield params))
-    except StopIteration as done:
-        return done.value
 
 
 # -- what to follow, and what came of it ---------------------------------------------------
@@ -424,23 +252,46 @@ def undelivered_ratio(summary: dict) -> float:
 # -- a compact, exact encoding of message ids (the trigger's state) ------------------------
 
 
-def encode_ids(ids: Iterable[int]) -> str:
+def encode_ids(ids: Iterable[int] | np.ndarray) -> str:
     """Sorted unique ids as zlib-compressed text deltas, base64: a campaign's ids come in runs,
     so a million of them take a few kilobytes; ``decode_ids`` gives them back exactly."""
-    values = np.unique(np.fromiter((int(i) for i in ids), dtype=np.int64))
+    values = sorted_ids(ids)
     if not len(values):
         return ""
     deltas = np.diff(values, prepend=np.int64(0))
     text = ",".join(map(str, deltas.tolist())).encode("ascii")
-    return base64.b64encode(zlib.compress(text, 9)).decode("ascii")
+    return base64.b64encode(zlib.compress(text, 6)).decode("ascii")
+
+
+def sorted_ids(ids: Iterable[int] | np.ndarray) -> np.ndarray:
+    """Ids as a sorted int64 array without duplicates. (``np.unique`` is avoided: numpy 2.4
+    hashes, ~50 x slower than sorting a million ids.)"""
+    values = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64)
+    if len(values) < 2 or np.all(values[1:] > values[:-1]):
+        return values
+    values = np.sort(values)
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
 
 
 def decode_ids(encoded: str) -> list[int]:
     """The ids ``encode_ids`` encoded, sorted."""
+    return decode_id_array(encoded).tolist()
+
+
+def decode_id_array(encoded: str, piece: int = 1 << 18) -> np.ndarray:
+    """:func:`decode_ids` as a sorted int64 array, without a Python object per id. The text is
+    parsed ``piece`` bytes at a time, so a thread decoding a large set never holds the GIL
+    for more than a few milliseconds at once (an event loop beside it keeps running)."""
     if not encoded:
-        return []
-    text = zlib.decompress(base64.b64decode(encoded)).decode("ascii")
-    return np.cumsum(np.array(text.split(","), dtype=np.int64)).tolist()
+        return np.zeros(0, dtype=np.int64)
+    text = zlib.decompress(base64.b64decode(encoded))
+    parts, start = [], 0
+    while start < len(text):
+        end = text.find(b",", start + piece)
+        end = len(text) if end < 0 else end
+        parts.append(np.fromstring(text[start:end], dtype=np.int64, sep=","))
+        start = end + 1
+    return np.cumsum(np.concatenate(parts))
 
 
 def _text(value: Any) -> str | None:

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook, VoximplantHook
 from airflow_provider_voxsms.sms import delivery
+from airflow_provider_voxsms.sms.follow import DeliveryFollower, FollowSettings, OpenIds
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 NUMBERS = [f"4474433322{i:02d}" for i in range(10, 20)]
@@ -48,8 +49,8 @@ def trigger(ids, **kwargs) -> A2PSmsDeliveryTrigger:
     made = A2PSmsDeliveryTrigger(ids_xcom=IDS_XCOM, started=1.0, **kwargs)
     encoded = delivery.encode_ids(ids)
 
-    async def load_ids() -> list[int]:
-        return delivery.decode_ids(encoded)
+    async def load_ids() -> OpenIds:
+        return OpenIds.decode(encoded)
 
     made.load_ids = load_ids
     return made
@@ -114,13 +115,10 @@ def test_missing_ids_fire_an_error_event_that_says_what_to_do(monkeypatch):
 @pytest.mark.parametrize("n_open", [1, 1000, 1001, 2500])
 def test_a_round_costs_one_call_per_1000_open_messages(voximplant_conn, n_open):
     async def calls():
-        from airflow_provider_voxsms.triggers.delivery import AsyncHistoryClient
-
-        client = await AsyncHistoryClient.connect("voximplant_default")
-        tracker = delivery.DeliveryTracker(range(1, n_open + 1), keep_rows=False)
-        async with client:
-            await client.run_round(tracker.round())
-        return tracker.calls
+        async with VoximplantAsyncHook() as hook:
+            follower = DeliveryFollower(hook, OpenIds(range(1, n_open + 1)))
+            await follower.poll_round()
+        return follower.calls
 
     assert asyncio.run(calls()) == -(-n_open // 1000)
 
@@ -129,14 +127,12 @@ def test_a_round_runs_its_calls_concurrently(voximplant_conn):
     voximplant_conn.state.set_faults(latency_ms=300)  # long enough to overlap on a busy machine
 
     async def one_round(concurrency):
-        from airflow_provider_voxsms.triggers.delivery import AsyncHistoryClient
-
         fast = {"max_attempts": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.01}
-        client = await AsyncHistoryClient.connect("voximplant_default", fast)
-        tracker = delivery.DeliveryTracker(range(1, 8001), keep_rows=False)
-        async with client:
-            await client.run_tracker_round(tracker, concurrency=concurrency)
-        return tracker.calls
+        settings = FollowSettings(max_concurrency=concurrency)
+        async with VoximplantAsyncHook(**fast) as hook:
+            follower = DeliveryFollower(hook, OpenIds(range(1, 8001)), settings)
+            await follower.poll_round()
+        return follower.calls
 
     assert asyncio.run(one_round(4)) == 8
     stats = voximplant_conn.state.stats_snapshot()

@@ -163,3 +163,84 @@ def test_https_with_the_ca_bundle_extra(voximplant_emulator_tls, monkeypatch):
     sent = VoximplantHook().a2p_send_sms("VoxDemo", NUMBERS, "tls")
     assert len(sent.result) == 3
     assert voximplant_emulator_tls.base_url.startswith("https://")
+
+
+# -- VoximplantAsyncHook over the same HTTP ---------------------------------------------------
+
+
+def run_async(hook_args: dict | None, work):
+    """``work(hook)`` with a fresh VoximplantAsyncHook, on a fresh event loop."""
+    import asyncio
+
+    from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
+
+    async def main():
+        async with VoximplantAsyncHook(**(hook_args or {})) as hook:
+            return await work(hook)
+
+    return asyncio.run(main())
+
+
+def test_async_round_trip(voximplant_conn):
+    async def work(hook):
+        sent = await hook.a2p_send_sms("VoxDemo", NUMBERS, "async hello")
+        ids = [row["message_id"] for row in sent.result]
+        history = await hook.a2p_get_sms_history(message_id=ids)
+        return ids, history, await hook.get_account_info()
+
+    ids, history, info = run_async(None, work)
+    assert sorted(row["message_id"] for row in history["result"]) == sorted(ids)
+    assert info["account_id"] == voximplant_conn.state.credentials.account_id
+    assert voximplant_conn.state.stats_snapshot()["distinct_tokens"] == 1
+
+
+def test_async_throttling_storm_is_ridden_out_with_calls_in_flight(voximplant_conn):
+    import asyncio
+
+    voximplant_conn.state.set_faults(http_429_rate=0.3, error_416_rate=0.1, seed=5, retry_after_s=0)
+
+    async def work(hook):
+        numbers = [f"4474433322{i:02d}" for i in range(20)]
+        return await asyncio.gather(*(hook.a2p_send_sms("VoxDemo", [n], "storm") for n in numbers))
+
+    sent = run_async({"max_attempts": 20, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}, work)
+    assert all(len(answer.result) == 1 for answer in sent)
+    stats = voximplant_conn.state.stats_snapshot()
+    assert stats["accepted"] == 20 and stats["duplicates"] == 0 and stats["requests"] > 20
+
+
+def test_async_https_with_the_ca_bundle_extra(voximplant_emulator_tls, monkeypatch):
+    conn = json.loads(voximplant_emulator_tls.connection_json())
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps(conn))
+
+    async def send(hook):
+        return await hook.a2p_send_sms("VoxDemo", NUMBERS, "tls")
+
+    with pytest.raises(ConfigurationError, match="set the connection extra 'ca_bundle'"):
+        run_async(None, send)
+    assert voximplant_emulator_tls.state.stats_snapshot()["requests"] == 0
+    conn["extra"] = {"ca_bundle": str(voximplant_emulator_tls.cert_path)}
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps(conn))
+    assert len(run_async(None, send).result) == 3
+
+
+def test_async_credentials_path_and_secrets_registered_with_the_masker(
+    voximplant_emulator, monkeypatch, tmp_path
+):
+    from airflow.sdk.log import redact
+
+    path = tmp_path / "credentials.json"
+    path.write_text(voximplant_emulator.credentials_json)
+    conn = {"conn_type": "voximplant", "host": voximplant_emulator.base_url}
+    conn["extra"] = {"credentials_path": str(path)}
+    monkeypatch.setenv("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", json.dumps(conn))
+
+    async def work(hook):
+        await hook.get_account_info()
+        settings = await hook.check_config()
+        return settings.signer.token(), settings.credentials.private_key
+
+    token, key = run_async(None, work)
+    assert redact(f"token={token}") == "token=***"
+    assert key.splitlines()[3] not in redact(f"a line of the key: {key.splitlines()[3]}")

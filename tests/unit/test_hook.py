@@ -146,12 +146,7 @@ def test_repeat_after_is_honoured(make_hook):
     error = VoximplantApiError("A2PSendSms", 416, "Repeat after 3 seconds")
     assert error.retry_after == 3.0
     hook, _ = make_hook(backoff_max_s=60)
-
-    class State:
-        outcome = type("Outcome", (), {"exception": staticmethod(lambda: error)})()
-        attempt_number = 1
-
-    assert hook._backoff(State()) == 3.0
+    assert hook.policy.delay(1, error) == 3.0
 
 
 def test_throttling_gives_up_after_max_attempts(make_hook):
@@ -295,9 +290,9 @@ def test_provider_info_declares_the_connection_form():
     ],
 )
 def test_form_body_is_what_requests_would_send(fields):
-    from airflow_provider_voxsms.hooks.voximplant import _encode_form
+    from airflow_provider_voxsms.hooks.policy import encode_form
 
-    assert _encode_form(fields) == urlencode(fields)
+    assert encode_form(fields) == urlencode(fields)
 
 
 def test_a_rejected_certificate_is_a_configuration_error_but_other_tls_failures_are_unknown(

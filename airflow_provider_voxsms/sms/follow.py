@@ -1,0 +1,292 @@
+"""Following accepted messages to their final delivery status: the one poll loop.
+
+The trigger awaits :meth:`DeliveryFollower.run` on the triggerer's event loop; a worker
+(``deferrable=False``) runs the same code with ``asyncio.run``. Each round asks the history
+(``sms.history``) about the messages not final yet, 1,000 ids per call, with at most
+``max_concurrency`` calls in flight, and applies each answer as it comes, so a failed call keeps
+what the round learnt before it. Between rounds the wait doubles while rounds finalise nothing
+(:func:`next_delay`). A round that fails is retried by the next one (the hook has already
+retried each call); an error that would fail every round the same way stops following
+(:func:`stops_following`).
+
+Nothing here may hold the event loop for long, because the triggerer's loop is shared by every
+deferred task of the deployment: the open ids are one sorted int64 array and a mask
+(:class:`OpenIds`), a round gathers the open ones once and slices them into queries (no sort,
+no set of a million Python ints), every call is awaited, and each answer (at most 1,000 rows)
+is applied in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from airflow_provider_voxsms.errors import InputError, VoximplantApiError, VoximplantError
+from airflow_provider_voxsms.sms import history
+from airflow_provider_voxsms.sms.delivery import (
+    FINAL_STATUSES,
+    NO_ID,
+    DeliveryRow,
+    decode_id_array,
+    message_id_of,
+    parse_row,
+    row_status,
+    sorted_ids,
+)
+
+log = logging.getLogger(__name__)
+
+
+class AsyncSmsHistory(Protocol):
+    """What following needs of the API (``VoximplantAsyncHook`` has it)."""
+
+    async def a2p_get_sms_history(self, **filters: Any) -> dict: ...
+
+
+class OpenIds:
+    """Followed message ids as one sorted int64 array and a mask of those still open.
+
+    A million ids take 9 MB (a set of Python ints about 60). Sorting happens once, here; a round
+    reads the open ids with :meth:`open_ids` (a gather, already sorted) and :meth:`close` finds
+    answered ids by binary search. Once half the ids are closed the array is compacted.
+    """
+
+    def __init__(self, ids: Iterable[int] | np.ndarray = ()):
+        values = sorted_ids(ids)
+        self._ids = values
+        self._open = np.ones(len(values), dtype=bool)
+        self.total = len(values)
+        self._count = len(values)
+
+    @classmethod
+    def decode(cls, encoded: str) -> OpenIds:
+        """From ``delivery.encode_ids`` text (blocking for large sets: run it in a thread)."""
+        return cls(decode_id_array(encoded))
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def done(self) -> bool:
+        return self._count == 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._ids.nbytes + self._open.nbytes
+
+    def open_ids(self) -> np.ndarray:
+        """The open ids, sorted (a view while none is closed)."""
+        if self._count == len(self._ids):
+            return self._ids
+        if self._count * 2 <= len(self._ids):  # compact: later rounds gather less
+            self._ids = self._ids[self._open]
+            self._open = np.ones(len(self._ids), dtype=bool)
+            return self._ids
+        return self._ids[self._open]
+
+    def is_open(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` are followed and still open."""
+        where = np.searchsorted(self._ids, ids)
+        inside = where < len(self._ids)
+        found = np.zeros(len(ids), dtype=bool)
+        found[inside] = self._ids[where[inside]] == ids[inside]
+        found[found] = self._open[where[found]]
+        return found
+
+    def close(self, ids: np.ndarray) -> np.ndarray:
+        """Mark ``ids`` (unique among themselves) final; returns which of them were open."""
+        closing = self.is_open(ids)
+        self._open[np.searchsorted(self._ids, ids[closing])] = False
+        self._count -= int(closing.sum())
+        return closing
+
+
+@dataclass(frozen=True)
+class FollowSettings:
+    """How to follow.
+
+    :param src_number: narrows the queries when given.
+    :param deadline: epoch seconds at which to stop waiting (the last round runs then).
+    :param poll_interval: seconds between rounds that finalise messages (doubling while idle).
+    :param max_poll_interval: the longest wait between rounds.
+    :param max_concurrency: history calls in flight at once within a round.
+    """
+
+    src_number: str | None = None
+    deadline: float = math.inf
+    poll_interval: float = 60.0
+    max_poll_interval: float = 900.0
+    max_concurrency: int = 4
+
+
+def next_delay(
+    poll_interval: float, idle_rounds: int, remaining: float, max_interval: float
+) -> float:
+    """Seconds to wait before the next round.
+
+    ``poll_interval`` after a round that finalised something; each round in a row that
+    finalised nothing doubles the wait, up to ``max_interval``; never past the deadline
+    (``remaining`` seconds away), so the last round runs when the wait ends.
+    """
+    delay = min(max_interval, poll_interval * 2 ** max(0, idle_rounds))
+    return max(0.0, min(delay, remaining))
+
+
+def stops_following(error: BaseException) -> bool:
+    """True for errors every later round would meet the same way: unusable configuration or
+    credentials, and the API's stopping codes (authorisation, forbidden, ...)."""
+    return isinstance(error, InputError) or (
+        isinstance(error, VoximplantApiError) and error.is_fatal
+    )
+
+
+class DeliveryFollower:
+    """Polls the history about open messages until all are final or the deadline passes.
+
+    :param api: the async history (``VoximplantAsyncHook``).
+    :param ids: what to follow.
+    :param settings: see :class:`FollowSettings`.
+    :param keep_rows: keep what the history showed of each message (the worker, which writes
+        the outputs): final rows in ``rows``, the last row of an open one in ``last_seen``;
+        without it only ``counts`` (the trigger, whose memory should stay flat).
+    :param clock: epoch seconds (``deadline``'s clock); :param sleep: the wait between rounds.
+    """
+
+    def __init__(
+        self,
+        api: AsyncSmsHistory,
+        ids: OpenIds,
+        settings: FollowSettings = FollowSettings(),
+        *,
+        keep_rows: bool = False,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        log: logging.Logger | logging.LoggerAdapter = log,
+    ):
+        self.api = api
+        self.open = ids
+        self.settings = settings
+        self.keep_rows = keep_rows
+        self.clock = clock
+        self.sleep = sleep
+        self.log = log
+        self.counts: dict[str, int] = {}
+        self.rows: dict[int, DeliveryRow] = {}
+        self.last_seen: dict[int, DeliveryRow] = {}
+        self.rounds = 0
+        self.calls = 0
+
+    def seen(self) -> dict[int, DeliveryRow]:
+        """Every row the history showed: the final ones, and the last of each open message."""
+        return {**self.last_seen, **self.rows}
+
+    def state(self) -> dict[str, Any]:
+        """Small and JSON-friendly: ``messages``, ``open``, ``counts``, ``rounds``, ``calls``."""
+        return {
+            "messages": self.open.total,
+            "open": len(self.open),
+            "counts": dict(self.counts),
+            "rounds": self.rounds,
+            "calls": self.calls,
+        }
+
+    async def run(self) -> str:
+        """Rounds until every message is final (``"done"``) or the deadline (``"timeout"``).
+        Raises the errors :func:`stops_following` names; others wait for the next round."""
+        idle = 0
+        while not self.open.done:
+            before = len(self.open)
+            try:
+                await self.poll_round()
+            except VoximplantError as err:
+                if stops_following(err):
+                    raise
+                self.log.warning("Delivery poll round failed, next round retries: %s", err)
+            idle = 0 if len(self.open) < before else idle + 1
+            remaining = self.settings.deadline - self.clock()
+            self.log.info(
+                "Round %d: %d final, %d open (%d call(s) so far)",
+                self.rounds,
+                self.open.total - len(self.open),
+                len(self.open),
+                self.calls,
+            )
+            if self.open.done or remaining <= 0:
+                break
+            s = self.settings
+            await self.sleep(next_delay(s.poll_interval, idle - 1, remaining, s.max_poll_interval))
+        return "done" if self.open.done else "timeout"
+
+    async def poll_round(self) -> int:
+        """Ask once about every open message, ``max_concurrency`` calls at a time; returns how
+        many became final. The first failing call's error is raised once the others stopped."""
+        queries = history.id_queries(self.open.open_ids(), source_number=self.settings.src_number)
+        finished = 0
+
+        async def worker() -> None:
+            nonlocal finished
+            for query in queries:  # shared: each worker takes the next query
+                rows = await history.read_async(history.pages(query), self._call)
+                finished += self.apply(rows)
+                await asyncio.sleep(0)  # let the loop run between answers, whatever the API
+
+        calls = math.ceil(len(self.open) / history.IDS_PER_QUERY)
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self._width, calls))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        self.rounds += 1
+        return finished
+
+    def apply(self, raw_rows: list[dict]) -> int:
+        """Record history rows; returns how many messages became final.
+
+        Column by column: without ``keep_rows`` no object is made per row, so an answer leaves
+        nothing behind for the garbage collector to walk (a full collection of a triggerer's
+        heap holds the loop for a tenth of a second or more).
+        """
+        n = len(raw_rows)
+        ids = np.fromiter(map(message_id_of, raw_rows), dtype=np.int64, count=n)
+        statuses = [row_status(row) for row in raw_rows]
+        final = np.fromiter((s in FINAL_STATUSES for s in statuses), dtype=bool, count=n)
+        usable = _last_of_each(ids) & (ids != NO_ID)
+        closing = np.flatnonzero(usable & final)
+        closed = closing[self.open.close(ids[closing])].tolist()
+        for i in closed:
+            self.counts[statuses[i]] = self.counts.get(statuses[i], 0) + 1
+        if self.keep_rows:
+            for i in closed:
+                self.rows[int(ids[i])] = parse_row(raw_rows[i])
+                self.last_seen.pop(int(ids[i]), None)
+            pending = np.flatnonzero(usable & ~final)
+            for i in pending[self.open.is_open(ids[pending])].tolist():
+                self.last_seen[int(ids[i])] = parse_row(raw_rows[i])
+        return len(closed)
+
+    @property
+    def _width(self) -> int:
+        return max(1, self.settings.max_concurrency)
+
+    async def _call(self, **params: Any) -> dict:
+        self.calls += 1
+        return await self.api.a2p_get_sms_history(**params)
+
+
+def _last_of_each(ids: np.ndarray) -> np.ndarray:
+    """A mask of the last occurrence of each id (an answer naming one message twice counts
+    it once, as its last row says)."""
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    keep = np.ones(len(ids), dtype=bool)
+    keep[order[:-1][ordered[:-1] == ordered[1:]]] = False
+    return keep
