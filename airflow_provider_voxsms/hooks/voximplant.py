@@ -46,6 +46,7 @@ __all__ = [
     "MAX_NUMBERS_PER_REQUEST",
     "READ_ONLY_METHODS",
     "VoximplantAsyncHook",
+    "VoximplantBaseHook",
     "VoximplantHook",
     "validate_base_url",
 ]
@@ -53,14 +54,9 @@ __all__ = [
 MAX_NUMBERS_PER_REQUEST = MAX_BATCH_SIZE
 
 
-class VoximplantHook(BaseHook):
-    """Calls Voximplant's Management API with a service account's credentials.
-
-    One hook holds one parsed key, one cached token and one pooled HTTP session, and is safe to
-    share between threads. What is retried is :class:`~hooks.policy.RetryPolicy`'s rule: a
-    request that may have been processed (read timeout, connection reset after sending, HTTP
-    5xx) of a method that sends raises :class:`VoximplantTransportError` or
-    :class:`VoximplantHttpError` and is never re-sent, so an SMS cannot go out twice.
+class VoximplantBaseHook(BaseHook):
+    """What both hooks share: the connection type, the parameters, one retry policy and one
+    pause gate per hook, and the connection form.
 
     :param voximplant_conn_id: Airflow connection of type ``voximplant``.
     :param max_attempts: attempts per call, the first included, before a throttling or
@@ -70,7 +66,7 @@ class VoximplantHook(BaseHook):
     :param connect_timeout_s: how long to wait for a TCP/TLS connection.
     :param read_timeout_s: how long to wait for an answer; defaults to the connection's
         ``timeout`` extra, else 60 s.
-    :param pool_size: connections kept open; at least the number of threads sharing the hook.
+    :param pool_size: connections kept open; at least the calls made at once.
     """
 
     conn_name_attr = "voximplant_conn_id"
@@ -93,7 +89,7 @@ class VoximplantHook(BaseHook):
         self.voximplant_conn_id = voximplant_conn_id
         self.policy = RetryPolicy(max_attempts, backoff_initial_s, backoff_max_s)
         self.connect_timeout_s = connect_timeout_s
-        self._read_timeout_s = read_timeout_s
+        self.read_timeout_s = read_timeout_s
         self.pool_size = pool_size
         self._pause = PauseGate()
 
@@ -106,15 +102,31 @@ class VoximplantHook(BaseHook):
             "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
         }
 
+    def read_settings(self) -> ConnectionSettings:
+        """The connection, read now (blocking), as lazily loaded settings."""
+        return ConnectionSettings(
+            self.get_connection(self.voximplant_conn_id),
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+        )
+
+
+class VoximplantHook(VoximplantBaseHook):
+    """Calls Voximplant's Management API with a service account's credentials.
+
+    One hook holds one parsed key, one cached token and one pooled HTTP session, and is safe to
+    share between threads. What is retried is :class:`~hooks.policy.RetryPolicy`'s rule: a
+    request that may have been processed (read timeout, connection reset after sending, HTTP
+    5xx) of a method that sends raises :class:`VoximplantTransportError` or
+    :class:`VoximplantHttpError` and is never re-sent, so an SMS cannot go out twice. The
+    parameters are :class:`VoximplantBaseHook`'s.
+    """
+
     # -- connection -> settings (read lazily, once) ----------------------------------------
 
     @cached_property
     def settings(self) -> ConnectionSettings:
-        return ConnectionSettings(
-            self.get_connection(self.voximplant_conn_id),
-            connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self._read_timeout_s,
-        )
+        return self.read_settings()
 
     @cached_property
     def base_url(self) -> str:
@@ -219,46 +231,32 @@ class VoximplantHook(BaseHook):
         return parse_answer(method, response.status_code, response.content, response.headers)
 
 
-class VoximplantAsyncHook(BaseHook):
+class VoximplantAsyncHook(VoximplantBaseHook):
     """The same API as :class:`VoximplantHook`, awaitable, over one pooled ``httpx.AsyncClient``.
 
     Same connection, parameters, retries and errors as the blocking hook. The first call (or
     :meth:`check_config`) reads the connection and loads the credentials, the key and the TLS
-    context in a thread; calls made meanwhile wait for that one set-up. A throttling answer pauses every call of the hook for its back-off. One hook
-    belongs to one event loop; close it with :meth:`aclose` or ``async with``.
+    context in a thread; calls made meanwhile wait for that one set-up. A throttling answer
+    pauses every call of the hook for its back-off. One hook belongs to one event loop; close
+    it with :meth:`aclose` or ``async with``.
 
-    :param pool_size: connections kept open: at least the calls it makes at once.
     :param transport: an httpx transport to send through instead of the network (tests:
         ``httpx.MockTransport``).
 
-    The other parameters are :class:`VoximplantHook`'s.
+    The other parameters are :class:`VoximplantBaseHook`'s.
     """
 
-    conn_name_attr = "voximplant_conn_id"
-    default_conn_name = "voximplant_default"
-    conn_type = "voximplant"
     hook_name = "Voximplant (async)"
 
     def __init__(
         self,
-        voximplant_conn_id: str = default_conn_name,
+        voximplant_conn_id: str = VoximplantBaseHook.default_conn_name,
         *,
-        max_attempts: int = 8,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        connect_timeout_s: float = 10.0,
-        read_timeout_s: float | None = None,
-        pool_size: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
+        **params: Any,
     ):
-        super().__init__()
-        self.voximplant_conn_id = voximplant_conn_id
-        self.policy = RetryPolicy(max_attempts, backoff_initial_s, backoff_max_s)
-        self.connect_timeout_s = connect_timeout_s
-        self._read_timeout_s = read_timeout_s
-        self.pool_size = pool_size
+        super().__init__(voximplant_conn_id, **params)
         self._transport = transport
-        self._pause = PauseGate()
         self._ready: asyncio.Future[tuple[ConnectionSettings, httpx.AsyncClient]] | None = None
 
     async def check_config(self) -> ConnectionSettings:
@@ -311,11 +309,7 @@ class VoximplantAsyncHook(BaseHook):
     def _load_blocking(self) -> tuple[ConnectionSettings, httpx.AsyncClient]:
         # Even aget_connection would hold the loop: it loads the secrets backends and parses
         # the connection on it (0.1-0.2 s seen in the first call of a process).
-        settings = ConnectionSettings(
-            self.get_connection(self.voximplant_conn_id),
-            connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self._read_timeout_s,
-        ).load()
+        settings = self.read_settings().load()
         settings.signer.token()  # the first token: signing and masking it block too
         connect, read = settings.timeout
         pool = httpx.Limits(

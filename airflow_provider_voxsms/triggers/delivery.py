@@ -4,9 +4,9 @@ The trigger's serialised state is small and does not grow with the campaign: it 
 XCom that holds the message ids (``delivery.encode_ids`` text the operator pushes before it
 defers: sorted, delta-encoded, zlib-compressed) instead of carrying them, and its deadline is
 absolute, so a trigger restarted on another triggerer keeps the task's timeout. It reads the
-ids once, through the Task SDK's XCom API (the triggerer serves it), keeps only the open ones
-in memory and fires one small event (counts, not rows); the resumed task collects the rows in
-one round. A restarted trigger starts again from every id: its first round re-reads what was
+ids once, through the Task SDK's XCom API (the triggerer serves it), keeps them as one sorted
+int64 array and a mask of the open ones (9 MB per million) and fires one small event (counts,
+not rows); the resumed task collects the rows in one round. A restarted trigger starts again from every id: its first round re-reads what was
 already final, which costs one round of calls and changes nothing (the history is only read).
 
 The polling is ``sms.follow.DeliveryFollower`` over ``VoximplantAsyncHook``, the code a worker

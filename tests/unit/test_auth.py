@@ -119,10 +119,12 @@ def test_token_is_reused_until_shortly_before_expiry(credentials_json):
     issued: list[str] = []
     signer = TokenSigner(credentials, refresh_margin_s=300, clock=clock)
     signer.on_new_token = issued.append
+    assert signer.cached() is None, "nothing signed yet"
     first = signer.token()
     clock.now += 3000
-    assert signer.token() == first
+    assert signer.token() == first and signer.cached() == first
     clock.now += 400  # now inside the refresh margin
+    assert signer.cached() is None, "an async caller signs the next one in a thread"
     second = signer.token()
     assert second != first
     assert issued == [first, second]
