@@ -117,6 +117,7 @@ class PassSender:
         self.open_numbers: list[OpenNumber] = []
         self.unsent: list[Unsent] = []
         self._accepted_ids = SeenKeys()  # message ids this pass credited: never credit twice
+        self._credited: list[np.ndarray] = []  # ids credited since the last merge into them
         self._api_reached = threading.Event()  # for the whole pass: see dispatch()
         self._checked = False
 
@@ -151,6 +152,7 @@ class PassSender:
                 len(plan.batches),
             )
         self._dispatch(plan.batches, report)
+        self._merge_credited()
         return report
 
     def settle(self) -> CampaignReport:
@@ -236,7 +238,15 @@ class PassSender:
     def _credit(self, outcome: BatchOutcome) -> None:
         if outcome.accepted:
             ids = np.fromiter((i for _, i in outcome.accepted), np.int64, len(outcome.accepted))
-            self._accepted_ids.take(np.unique(ids))
+            self._credited.append(ids)
+
+    def _merge_credited(self) -> None:
+        """Add the ids credited since the last merge to the pass's sorted ids, once per chunk
+        (a merge copies a run of up to a million ids: once per batch would be quadratic)."""
+        if self._credited:
+            ids = np.sort(np.concatenate(self._credited))
+            self._credited = []
+            self._accepted_ids.take(ids[np.r_[True, ids[1:] != ids[:-1]]])  # unique, by sort
 
     def _keep_back(self, rows: pd.DataFrame, report: CampaignReport) -> pd.DataFrame:
         """The rows to send; those ``hold`` keeps back go to ``report.held``."""
@@ -267,6 +277,7 @@ class PassSender:
         """Split open numbers into accepted outcomes (one per text) and those never arrived."""
         if not self.open_numbers:
             return [], []
+        self._merge_credited()
         found = find_in_history(
             self.api,
             self.open_numbers,
