@@ -64,42 +64,39 @@ def accept(n: int) -> list[int]:
 
 
 def worker_rounds(encoded: str, rounds: int) -> list[tuple[int, float, int]]:
-    from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+    """The operator without deferral: the follower on asyncio.run, rows kept."""
     from airflow_provider_voxsms.sms import delivery
 
-    ids = delivery.decode_ids(encoded)  # the operator holds its messages as a list/frame
-    hook = VoximplantHook(pool_size=CONCURRENCY)
-    tracker = delivery.DeliveryTracker(ids, keep_rows=True)
-    out = []
-    for _ in range(rounds):
-        calls, started = tracker.calls, time.perf_counter()
-        delivery.run_round_concurrently(tracker, hook.a2p_get_sms_history, "VoxDemo", CONCURRENCY)
-        out.append((tracker.calls - calls, time.perf_counter() - started, len(tracker.open)))
-        if tracker.done:
-            break
-    return out
+    ids = delivery.decode_id_array(encoded)  # the operator holds its messages as a frame
+    return asyncio.run(_rounds(ids, rounds, keep_rows=True))
 
 
 def trigger_rounds(encoded: str, rounds: int) -> list[tuple[int, float, int]]:
-    from airflow_provider_voxsms.sms import delivery
-    from airflow_provider_voxsms.triggers.delivery import AsyncHistoryClient
+    """The trigger: the same follower, counts only, from the XCom's text."""
+    from airflow_provider_voxsms.sms.follow import OpenIds
 
     async def run():
-        client = await AsyncHistoryClient.connect("voximplant_default")
-        tracker = delivery.DeliveryTracker(delivery.decode_ids(encoded), keep_rows=False)
-        out = []
-        async with client:
-            for _ in range(rounds):
-                calls, started = tracker.calls, time.perf_counter()
-                await client.run_tracker_round(tracker, "VoxDemo", CONCURRENCY)
-                out.append(
-                    (tracker.calls - calls, time.perf_counter() - started, len(tracker.open))
-                )
-                if tracker.done:
-                    break
-        return out
+        return await _rounds(await asyncio.to_thread(OpenIds.decode, encoded), rounds, False)
 
     return asyncio.run(run())
+
+
+async def _rounds(ids, rounds: int, keep_rows: bool) -> list[tuple[int, float, int]]:
+    from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
+    from airflow_provider_voxsms.sms.follow import DeliveryFollower, FollowSettings, OpenIds
+
+    settings = FollowSettings(src_number="VoxDemo", max_concurrency=CONCURRENCY)
+    out = []
+    async with VoximplantAsyncHook(pool_size=CONCURRENCY) as hook:
+        open_ids = ids if isinstance(ids, OpenIds) else OpenIds(ids)
+        follower = DeliveryFollower(hook, open_ids, settings, keep_rows=keep_rows)
+        for _ in range(rounds):
+            calls, started = follower.calls, time.perf_counter()
+            await follower.poll_round()
+            out.append((follower.calls - calls, time.perf_counter() - started, len(open_ids)))
+            if open_ids.done:
+                break
+    return out
 
 
 def _path_main(path: str, ids_file: Path, rounds: int) -> dict:

@@ -563,8 +563,8 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
         )
     ]
     paths = {
-        "worker": f"worker path (blocking hook, {CONCURRENCY} calls in flight, rows kept)",
-        "trigger": f"trigger path (AsyncHistoryClient, {CONCURRENCY} in flight, counts only)",
+        "worker": f"worker path (the follower under asyncio.run, {CONCURRENCY} in flight, rows kept)",
+        "trigger": f"trigger path (the same follower, {CONCURRENCY} in flight, counts only)",
     }
     first_calls = []
     for path, label in paths.items():
