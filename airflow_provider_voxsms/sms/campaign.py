@@ -37,6 +37,7 @@ from airflow_provider_voxsms.sms.model import (
 from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.resume import Resumed, resume
 from airflow_provider_voxsms.sms.seen import SeenKeys
+from airflow_provider_voxsms.sms.segments import count_segments
 from airflow_provider_voxsms.sms.settle import OpenNumber, SmsHistory, find_in_history
 
 log = logging.getLogger(__name__)
@@ -286,10 +287,15 @@ class PassSender:
             taken=_Taken(self._accepted_ids),
         )
         by_text: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for i, message_id in found.items():
-            by_text[self.open_numbers[i].text].append((self.open_numbers[i].number, message_id))
+        fragments: dict[str, int] = defaultdict(int)
+        for i, row in found.items():
+            text = self.open_numbers[i].text
+            by_text[text].append((self.open_numbers[i].number, int(row["message_id"])))
+            fragments[text] += _fragments(row, text)
         arrived = [
-            BatchOutcome(Batch(-1, text, tuple(n for n, _ in rows)), accepted=rows)
+            BatchOutcome(
+                Batch(-1, text, tuple(n for n, _ in rows)), accepted=rows, fragments=fragments[text]
+            )
             for text, rows in by_text.items()
         ]
         for outcome in arrived:
@@ -323,6 +329,14 @@ class _Taken:
 
     def add(self, message_id: int) -> None:
         self.added.add(message_id)
+
+
+def _fragments(row: dict, text: str) -> int:
+    """A found message's fragments: as the history reports them, else as its text counts."""
+    try:
+        return int(row["fragments"])
+    except (KeyError, TypeError, ValueError):
+        return count_segments(text).count
 
 
 def _not_sent(rows: pd.DataFrame, error: BaseException) -> BatchOutcome:

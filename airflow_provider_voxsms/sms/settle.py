@@ -61,8 +61,9 @@ def find_in_history(
     src_number: str,
     until: datetime,
     taken: Taken,
-) -> dict[int, int]:
-    """Return {position in ``open_numbers``: message id} for those the history shows.
+) -> dict[int, dict]:
+    """Return {position in ``open_numbers``: its history row} for those the history shows (the
+    row has the ``message_id``, and ``fragments`` when the API reports them).
 
     Numbers with a message id are looked up by id. The others are looked up in the window
     their requests span: by reading the sender's whole window when that takes fewer calls than
@@ -70,17 +71,17 @@ def find_in_history(
     short. ``taken`` holds message ids already credited to numbers of this campaign; it grows
     with every match.
     """
-    found: dict[int, int] = {}
+    found: dict[int, dict] = {}
     by_id = [i for i, item in enumerate(open_numbers) if item.message_id is not None]
     if by_id:
         ids = [open_numbers[i].message_id for i in by_id]
         known = history.read(history.rows_by_ids(ids), api.a2p_get_sms_history)
-        present = {int(row["message_id"]) for row in known}
+        present = {int(row["message_id"]): row for row in known}
         for i in by_id:
             message_id = open_numbers[i].message_id
             if message_id in present and message_id not in taken:
                 taken.add(message_id)
-                found[i] = message_id
+                found[i] = present[message_id]
     rest = [i for i in range(len(open_numbers)) if open_numbers[i].message_id is None]
     if not rest:
         return found
@@ -100,7 +101,7 @@ def find_in_history(
                 and (not stored_text or stored_text == item.text)
             ):
                 taken.add(message_id)
-                found[i] = message_id
+                found[i] = row
                 break
     return found
 

@@ -15,6 +15,7 @@ from airflow_provider_voxsms.errors import (
 )
 from airflow_provider_voxsms.sms.campaign import CampaignSettings
 from airflow_provider_voxsms.sms.model import A2PSendSmsResponse
+from airflow_provider_voxsms.sms.segments import count_segments
 
 NUMBERS = [f"4474433{i:05d}" for i in range(250)]
 SETTINGS = CampaignSettings(src_number="VoxDemo", settle_delay_s=0.0, max_concurrency=4)
@@ -45,7 +46,7 @@ class FakeApi:
             raise VoximplantTransportError("A2PSendSms", "refused", maybe_processed=False)
         if fault == "money":
             raise VoximplantApiError("A2PSendSms", 127, "Insufficient money")
-        result = []
+        result, segments = [], count_segments(text).count
         for number in dst_numbers:
             message_id = 1000 + len(self.messages)
             self.messages.append(
@@ -54,13 +55,14 @@ class FakeApi:
                     "source_number": src_number,
                     "destination_number": number,
                     "text": text,
+                    "fragments": segments,
                     "processing_date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
                 }
             )
             result.append({"message_id": message_id, "destination_number": number})
         if fault == "processed_then_500":
             raise VoximplantHttpError("A2PSendSms", 500, "oops")
-        return A2PSendSmsResponse(result=result, failed=[], fragments_count=1)
+        return A2PSendSmsResponse(result=result, failed=[], fragments_count=segments)
 
     def a2p_get_sms_history(self, **filters):
         self.history_calls += 1

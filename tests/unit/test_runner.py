@@ -374,6 +374,16 @@ def test_a_pass_of_many_chunks_settles_once_and_writes_each_row_once():
     assert (rows["input_number"] == "+" + rows["destination_number"]).all()
 
 
+@pytest.mark.parametrize(("text", "segments"), [("Hello", 1), ("x" * 200, 2)])
+def test_fragments_count_every_accepted_message_reconciled_ones_too(text, segments):
+    api = FakeApi(every_nth(9, "processed_then_500"))
+    sending = CampaignSettings("VoxDemo", max_concurrency=2, batch_size=10)
+    result, _, _ = run(numbers(300), api=api, text=text, sending=sending)
+    summary = result.summary
+    assert summary["reconciled"] == 30 and summary["accepted"] == 300
+    assert summary["fragments"] == 300 * segments
+
+
 def test_a_stop_mid_stream_leaves_later_chunks_not_sent_and_does_not_settle():
     api = FakeApi(lambda call, batch: "money" if call >= 3 else None)
     sending = CampaignSettings("VoxDemo", max_concurrency=1, batch_size=10)

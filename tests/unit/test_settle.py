@@ -49,9 +49,11 @@ def open_number(number, text="hello", started=STARTED, message_id=None) -> OpenN
 
 
 def look_up(history, items, taken=None) -> dict[int, int]:
-    return find_in_history(
+    """{position: message id} of the rows found."""
+    found = find_in_history(
         history, items, src_number="VoxDemo", until=NOW, taken=set() if taken is None else taken
     )
+    return {i: int(row["message_id"]) for i, row in found.items()}
 
 
 def test_only_messages_processed_around_the_request_count():
