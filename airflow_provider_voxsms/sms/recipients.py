@@ -20,6 +20,7 @@ import pandas as pd
 from airflow_provider_voxsms.errors import RecipientsError
 from airflow_provider_voxsms.sms.numbers import check_mode, check_region, normalise_phones
 from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH
+from airflow_provider_voxsms.sms.smart_encoding import encode_texts
 from airflow_provider_voxsms.sms.templates import Template, parse_template, render
 from airflow_provider_voxsms.sms.values import STR, encodable, is_missing
 
@@ -29,6 +30,7 @@ ACCEPTED = (
     "a pandas DataFrame, a pandas Series, a list or tuple of phone numbers (str, int, float or "
     "None), or a list of dicts (one dict per row)"
 )
+DEDUPE = ("number", "number_and_text")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # all but \t \n \f \r
 
 
@@ -50,6 +52,8 @@ class PreparedRecipients:
     total: int
     phones: pd.Series | None = None
     copies: pd.DataFrame | None = None  # the dropped duplicates: ``row``, ``phone``
+    # numbers whose dropped copies had another text (dedupe by number), once each
+    differing: pd.Series | None = None
 
     def drop_copies(self, seen: np.ndarray) -> PreparedRecipients:
         """This input without the valid rows ``seen`` marks (copies of rows an earlier chunk
@@ -69,6 +73,7 @@ class PreparedRecipients:
             pd.concat([self.copies, copies], ignore_index=True)
             if self.copies is not None
             else copies,
+            self.differing,
         )
 
     def copies_as_written(self) -> list[str]:
@@ -104,8 +109,11 @@ def prepare_recipients(
     text_column: str | None = None,
     default_region: str | None = None,
     number_check: str = "possible",
+    dedupe: str = "number",
+    smart_encoding: bool = False,
 ) -> PreparedRecipients:
-    """Normalise phone numbers, check texts and drop repeated (phone, text) pairs.
+    """Normalise phone numbers, check texts and drop repeated rows: one message per number
+    (``dedupe="number"``), or per number and text.
 
     :param recipients: a DataFrame, a Series or list/tuple of numbers, or a list of dicts.
     :param phone_column: column (or dict key) holding the numbers.
@@ -119,6 +127,12 @@ def prepare_recipients(
         working while operators open new number ranges. ``"valid"``: also in a number range in
         use per ``phonenumbers``' metadata (``is_valid_number``); that metadata lags behind new
         allocations, so a newly issued number can be refused until ``phonenumbers`` is upgraded.
+    :param dedupe: ``"number"``: a number's first valid row wins and later rows are duplicates
+        whatever their text (``differing`` lists the numbers whose copies had another text);
+        ``"number_and_text"``: a number may get several different texts.
+    :param smart_encoding: replace look-alike characters that alone make a text UCS-2 (see
+        :mod:`.smart_encoding`); ``valid`` then has ``smart_saved``: the segments each row's
+        message saves, -1 where its text is unchanged.
     :raises RecipientsError: for input that cannot be used at all (wrong type, missing column,
         bad single text, unknown region, unknown ``number_check``). Bad rows are reported in
         ``invalid`` instead.
@@ -133,9 +147,17 @@ def prepare_recipients(
     template = _template_of(text)
     placeholders = template.columns if template else []
     phones, texts, cells = _columns(recipients, phone_column, text_column, placeholders)
+    if dedupe not in DEDUPE:
+        raise RecipientsError(f"dedupe is one of {DEDUPE}, got {dedupe!r}")
     phone, reasons = normalise_phones(phones, region, number_check=check)
     codes, categories, reasons = _text_codes(text, texts, template, cells, reasons)
-    return _split(phones, phone, reasons, codes, categories)
+    saved = None
+    if smart_encoding:
+        codes, categories, saved = encode_texts(codes, categories)
+    prepared = _split(phones, phone, reasons, codes, categories, by_number=dedupe == "number")
+    if saved is not None:
+        prepared.valid["smart_saved"] = saved[prepared.valid.index.to_numpy()]
+    return prepared
 
 
 def _template_of(text) -> Template | None:
@@ -173,16 +195,23 @@ def _split(
     reasons: np.ndarray,
     codes: np.ndarray,
     categories: list[str],
+    *,
+    by_number: bool,
 ) -> PreparedRecipients:
-    """Rows without a reason, first of each (phone, text) pair, are valid; the rest invalid or
-    dropped copies."""
+    """Rows without a reason, first of each number (or of each number and text), are valid;
+    the rest invalid or dropped copies."""
     ok = pd.isna(reasons)
     rows = np.flatnonzero(ok)
     kept_phone = phone.iloc[rows].reset_index(drop=True)
+    differing = None
     if len(categories) == 1:
         dup = kept_phone.duplicated().to_numpy()
     else:
-        dup = pd.DataFrame({"p": kept_phone, "t": codes[rows]}).duplicated().to_numpy()
+        pairs = pd.DataFrame({"p": kept_phone, "t": codes[rows]})
+        dup = (kept_phone.duplicated() if by_number else pairs.duplicated()).to_numpy()
+        if by_number:
+            distinct = pairs.drop_duplicates()["p"]
+            differing = distinct[distinct.duplicated()].drop_duplicates()
     keep = rows[~dup]
     valid = pd.DataFrame(
         {"phone": kept_phone[~dup].array, "text": _categorical(codes[keep], categories)},
@@ -198,7 +227,9 @@ def _split(
         }
     )
     copies = pd.DataFrame({"row": rows[dup].astype(np.int64), "phone": kept_phone[dup].array})
-    return PreparedRecipients(valid, invalid, int(dup.sum()), len(phones), phones, copies)
+    return PreparedRecipients(
+        valid, invalid, int(dup.sum()), len(phones), phones, copies, differing
+    )
 
 
 def _columns(

@@ -18,7 +18,10 @@ from airflow_provider_voxsms.sms.recipients import PreparedRecipients
 from airflow_provider_voxsms.sms.window import SendWindow, assess
 
 DEFERRED_COLUMNS = ["destination_number", "time_zone", "next_window_start"]
-DUPLICATE_REASON = "same number and text as an earlier row: sent once"
+DUPLICATE_REASONS = {
+    "number": "same number as an earlier row: one message per number",
+    "number_and_text": "same number and text as an earlier row: sent once",
+}
 SUPPRESSED_REASON = "opted out (suppression list)"
 DEFERRED_REASON = "outside the send window"
 
@@ -76,8 +79,9 @@ def deferred_numbers(held: pd.DataFrame, window: SendWindow | None, now: datetim
     )
 
 
-def prepared_rows(prepared: PreparedRecipients) -> pd.DataFrame:
-    """The rows preparing a chunk settled: invalid rows and dropped duplicates."""
+def prepared_rows(prepared: PreparedRecipients, dedupe: str = "number") -> pd.DataFrame:
+    """The rows preparing a chunk settled: invalid rows and dropped duplicates (their reason
+    says which ``dedupe`` rule dropped them)."""
     invalid, copies = prepared.invalid, prepared.copies
     frames = [
         pd.DataFrame(
@@ -96,7 +100,7 @@ def prepared_rows(prepared: PreparedRecipients) -> pd.DataFrame:
                     "destination_number": copies["phone"].astype(object),
                     "input_number": prepared.copies_as_written(),
                     "outcome": "duplicate",
-                    "reason": DUPLICATE_REASON,
+                    "reason": DUPLICATE_REASONS[dedupe],
                 }
             )
         )

@@ -33,6 +33,7 @@ from airflow_provider_voxsms.sms.model import CampaignReport
 from airflow_provider_voxsms.sms.plan import SendPlan, plan_batches
 from airflow_provider_voxsms.sms.recipients import PreparedRecipients, prepare_recipients
 from airflow_provider_voxsms.sms.seen import SeenKeys, pair_keys, text_keys
+from airflow_provider_voxsms.sms.smart_encoding import would_save
 from airflow_provider_voxsms.sms.suppression import OptOuts
 from airflow_provider_voxsms.sms.templates import parse_template
 from airflow_provider_voxsms.sms.window import SendWindow, assess
@@ -59,11 +60,18 @@ class RunnerSettings:
     text_column: str | None = None
     default_region: str | None = None
     number_check: str = "possible"
+    dedupe: str = "number"
+    smart_encoding: bool = False
     window: SendWindow | None = None
     wait_for_window: bool = False
     dry_run: bool = False
     max_recipients: int | None = None
     max_segments: int | None = None
+
+    @property
+    def per_row_texts(self) -> bool:
+        """Whether rows may differ in text (a text column or a template)."""
+        return self.text_column is not None or parse_template(self.text) is not None
 
     @property
     def needs_totals(self) -> bool:
@@ -90,6 +98,8 @@ class _Pass:
     now: datetime
     sender: PassSender | None  # None: a dry run
     seen: SeenKeys | None  # None: one chunk
+    pairs: SeenKeys | None = None  # (number, text) pairs, to tell copies with another text
+    differing: SeenKeys = field(default_factory=SeenKeys)  # numbers whose rows' texts differed
     counts: dict[str, int] = field(default_factory=dict)
     texts: SeenKeys = field(default_factory=SeenKeys)  # distinct texts planned
     written: dict[str, str] = field(default_factory=dict)  # open numbers as written
@@ -138,6 +148,8 @@ SUMMARY_KEYS = (
     "reconciled",
     "resent",
     "fragments",
+    "smart_encoded",
+    "segments_saved",
 )
 
 
@@ -185,12 +197,20 @@ class CampaignRunner:
                 sleep=self.sleep,
             )
         state = _Pass(now, sender, SeenKeys() if streamed else None)
+        if streamed and s.dedupe == "number" and s.per_row_texts:
+            state.pairs = SeenKeys()
         for number, chunk in enumerate(chunks(), 1):
             self._chunk(chunk, state, f" chunk {number}" if streamed else "", check=not streamed)
         if sender is not None:
             settled = sender.settle()
             state.add_report(settled)
             self._write_sent(settled, state.as_written_later, state)
+        if differing := len(state.differing):
+            self.log.warning(
+                "%d number(s) had rows with different texts: each got one message, the first "
+                "row's (dedupe='number'; dedupe='number_and_text' sends each distinct text)",
+                differing,
+            )
         summary = {key: state.counts.get(key, 0) for key in SUMMARY_KEYS}
         summary["distinct_texts"] = len(state.texts)
         summary["duration_s"] = round(time.monotonic() - started, 3)
@@ -207,12 +227,17 @@ class CampaignRunner:
 
     def _chunk(self, chunk, state: _Pass, label: str, *, check: bool) -> None:
         """Prepare, filter and send one chunk; write the rows it settled."""
-        prepared = self._prepare(chunk, state.seen)
+        prepared = self._prepare(chunk, state.seen, state.pairs)
         valid = prepared.valid
         suppressed, outside = self._filters(valid, state.now)
         going = valid[~suppressed & ~outside]
         plan = plan_batches(going, self.settings.sending.batch_size)
         state.texts.take(np.unique(text_keys(going["text"])))
+        if prepared.differing is not None and len(prepared.differing):
+            state.differing.take(np.unique(pair_keys(prepared.differing, None)))
+        if "smart_saved" in going:
+            state.add("smart_encoded", (going["smart_saved"] >= 0).sum())
+            state.add("segments_saved", going["smart_saved"].clip(lower=0).sum())
         self._log_prepared(prepared, suppressed, outside, plan, label)
         if check:
             self._check_totals(*self._would_send(valid, suppressed, outside, state.now))
@@ -220,7 +245,7 @@ class CampaignRunner:
         state.add("valid", len(valid))
         state.add("batches", len(plan.batches))
         state.add("segments_planned", plan.total_segments)
-        self._write(rows_of.prepared_rows(prepared), state)
+        self._write(rows_of.prepared_rows(prepared, self.settings.dedupe), state)
         sender = state.sender
         if sender is None:  # a dry run: what would be held is reported, nothing is sent
             self._write_held(valid[suppressed], valid[outside], prepared.as_written, state)
@@ -233,8 +258,11 @@ class CampaignRunner:
         still_open += [u.number for u in sender.unsent[unsent_before:]]
         state.written.update(zip(still_open, prepared.as_written(still_open), strict=True))
 
-    def _prepare(self, chunk, seen: SeenKeys | None) -> PreparedRecipients:
-        """A chunk's rows normalised and checked, without copies of rows earlier chunks had."""
+    def _prepare(
+        self, chunk, seen: SeenKeys | None, pairs: SeenKeys | None = None
+    ) -> PreparedRecipients:
+        """A chunk's rows normalised and checked, without copies of rows earlier chunks had
+        (``pairs``: every (number, text) taken, to count copies that had another text)."""
         s = self.settings
         prepared = prepare_recipients(
             chunk,
@@ -243,13 +271,21 @@ class CampaignRunner:
             text_column=s.text_column,
             default_region=s.default_region,
             number_check=s.number_check,
+            dedupe=s.dedupe,
+            smart_encoding=s.smart_encoding,
         )
-        if seen is not None:
-            valid = prepared.valid
-            plain_text = s.text_column is None and parse_template(s.text) is None
-            keys = pair_keys(valid["phone"], None if plain_text else valid["text"])
-            prepared = prepared.drop_copies(seen.take(keys))
-        return prepared
+        if seen is None:
+            return prepared
+        valid = prepared.valid
+        by_number = s.dedupe == "number" or not s.per_row_texts
+        copies = seen.take(pair_keys(valid["phone"], None if by_number else valid["text"]))
+        if pairs is not None:
+            same_text = pairs.take(pair_keys(valid["phone"], valid["text"]))
+            other = valid["phone"][copies & ~same_text]
+            if len(other):
+                known = prepared.differing if prepared.differing is not None else other[:0]
+                prepared.differing = pd.concat([known, other]).drop_duplicates()
+        return prepared.drop_copies(copies)
 
     def _filters(self, valid: pd.DataFrame, now: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Which valid rows are opted out, and which others are outside their window now."""
@@ -294,6 +330,7 @@ class CampaignRunner:
             self.sink.write(rows)
 
     def _log_prepared(self, prepared, suppressed, outside, plan: SendPlan, label: str) -> None:
+        going_texts = prepared.valid["text"][~suppressed & ~outside]
         self.log.info(
             "Prepared%s: %d rows -> %d valid (%d invalid, %d duplicates, %d suppressed, %d "
             "outside the send window); %d distinct text(s); %s",
@@ -307,6 +344,16 @@ class CampaignRunner:
             plan.texts,
             plan.summary(),
         )
+        if not self.settings.smart_encoding:
+            chars, messages, saved = would_save(going_texts)
+            if chars:
+                self.log.warning(
+                    "%d message(s) are UCS-2 only because of %s: smart_encoding=True would send "
+                    "them as GSM-7 and save %d segment(s)",
+                    messages,
+                    ", ".join(repr(c) for c in chars),
+                    saved,
+                )
         if invalid := rows_of.invalid_summary(prepared):
             self.log.warning(
                 "%d invalid row(s), never sent (listed with the failed numbers): %s",

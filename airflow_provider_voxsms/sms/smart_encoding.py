@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow_provider_voxsms.sms.segments import count_segments
+import numpy as np
+import pandas as pd
 
-__all__ = ["REPLACEMENTS", "SmartText", "replaceable", "smart_encode"]
+from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH, count_segments
+
+__all__ = ["REPLACEMENTS", "SmartText", "encode_texts", "replaceable", "smart_encode", "would_save"]
 
 #: What replaces each character; an empty string removes it.
 REPLACEMENTS: dict[str, str] = {
@@ -42,7 +45,7 @@ class SmartText:
 def smart_encode(text: str) -> SmartText:
     """``text`` with :data:`REPLACEMENTS` applied when that makes it GSM-7, else unchanged."""
     replaced = text.translate(_TABLE)
-    if replaced == text:
+    if replaced == text or len(replaced) > MAX_TEXT_LENGTH:
         return SmartText(text, False, 0)
     after = count_segments(replaced)
     if after.encoding != "GSM-7":
@@ -56,3 +59,28 @@ def replaceable(text: str) -> tuple[str, ...]:
     if not smart_encode(text).changed:
         return ()
     return tuple(dict.fromkeys(ch for ch in text if ch in REPLACEMENTS))
+
+
+def encode_texts(codes: np.ndarray, texts: list[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Smart-encode rows given as ``codes`` into their distinct ``texts`` (each text is looked
+    at once): the rows' new codes and texts (texts that became equal are merged), and the
+    segments each row saves (-1 where its text is unchanged)."""
+    smart = [smart_encode(text) for text in texts]
+    new_codes, new_texts = pd.factorize(pd.Series([s.text for s in smart], dtype=object))
+    saved = np.array([s.segments_saved if s.changed else -1 for s in smart] + [-1], np.int16)
+    rows = np.where(codes >= 0, new_codes[codes], -1) if len(texts) else codes
+    return rows, list(new_texts), saved[codes]
+
+
+def would_save(texts: pd.Series) -> tuple[tuple[str, ...], int, int]:
+    """What smart encoding would do to these messages (a categorical column, one row per
+    message): the characters that alone make some of them UCS-2, how many messages those are,
+    and the segments it would save."""
+    chars: dict[str, None] = {}
+    messages = saved = 0
+    for text, count in texts.value_counts(sort=False).items():
+        if count and (found := replaceable(text)):
+            chars.update(dict.fromkeys(found))
+            messages += int(count)
+            saved += int(count) * smart_encode(text).segments_saved
+    return tuple(chars), messages, saved

@@ -196,19 +196,48 @@ def test_same_phone_same_text_is_sent_once():
     assert prepared.duplicates == 2
 
 
-def test_same_phone_different_text_is_two_messages():
-    rows = [
-        {"phone": UK, "text": "a"},
-        {"phone": "+44 7443 332212", "text": "b"},
-        {"phone": "0044 7443 332212", "text": "a"},
-        {"phone": "bad", "text": "a"},
-        {"phone": "bad", "text": "a"},
-    ]
-    prepared = prepare_recipients(rows, text_column="text")
+SAME_NUMBER_ROWS = [
+    {"phone": UK, "text": "a"},
+    {"phone": "+44 7443 332212", "text": "b"},
+    {"phone": "0044 7443 332212", "text": "a"},
+    {"phone": "bad", "text": "a"},
+    {"phone": "bad", "text": "a"},
+]
+
+
+def test_same_phone_different_text_is_two_messages_when_deduped_by_number_and_text():
+    prepared = prepare_recipients(SAME_NUMBER_ROWS, text_column="text", dedupe="number_and_text")
     assert prepared.valid[["phone", "text"]].values.tolist() == [[UK, "a"], [UK, "b"]]
-    assert prepared.duplicates == 1
+    assert prepared.duplicates == 1 and prepared.differing is None
     assert len(prepared.invalid) == 2  # invalid rows are reported, never counted as duplicates
     assert prepared.total == len(prepared.valid) + len(prepared.invalid) + prepared.duplicates
+
+
+def test_one_message_per_number_by_default_whatever_the_texts():
+    """ "Hi Bob" and "Hi Robert" to one number: the first row wins, the rest are duplicates,
+    and the number is counted among those whose copies had another text."""
+    prepared = prepare_recipients(SAME_NUMBER_ROWS, text_column="text")
+    assert prepared.valid[["phone", "text"]].values.tolist() == [[UK, "a"]]
+    assert prepared.duplicates == 2 and prepared.differing.tolist() == [UK]
+    assert prepared.total == len(prepared.valid) + len(prepared.invalid) + prepared.duplicates
+
+
+def test_an_unknown_dedupe_mode_is_refused():
+    with pytest.raises(RecipientsError, match="dedupe is one of"):
+        prepare_recipients([UK], text="hi", dedupe="text")
+
+
+def test_smart_encoding_merges_texts_that_become_equal_and_counts_the_segments_saved():
+    rows = [
+        {"phone": UK, "text": "it\u2019s " + "x" * 100},  # UCS-2: 2 segments; GSM-7: 1
+        {"phone": "447443332213", "text": "it's " + "x" * 100},
+        {"phone": "447443332214", "text": "\u041f\u0440\u0438\u0432\u0435\u0442 \u2014"},
+    ]
+    prepared = prepare_recipients(rows, text_column="text", smart_encoding=True)
+    valid = prepared.valid
+    assert valid["text"].nunique() == 2, "the curly and the straight text are one text now"
+    assert valid["text"].iloc[0] == "it's " + "x" * 100
+    assert valid["smart_saved"].tolist() == [1, -1, -1]
 
 
 def test_accounting_invariant_on_a_mess():

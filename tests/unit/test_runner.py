@@ -320,7 +320,7 @@ def test_copies_are_dropped_across_chunks_exactly_as_within_one():
     adds_up(result.summary, sink)
 
 
-def test_personal_texts_are_deduplicated_by_number_and_text_across_chunks():
+def test_with_dedupe_by_number_and_text_a_copy_needs_the_same_text_to_be_dropped():
     """A copy in a later chunk is dropped only when its rendered text is the same too."""
     n = numbers(3)
     rows = pd.DataFrame(
@@ -330,7 +330,7 @@ def test_personal_texts_are_deduplicated_by_number_and_text_across_chunks():
         }
     )
     chunks = [rows.iloc[i : i + 2] for i in range(0, 6, 2)]
-    result, api, sink = run(chunks, text="Hi {name}", streamed=True)
+    result, api, sink = run(chunks, text="Hi {name}", streamed=True, dedupe="number_and_text")
     assert sent(api) == {
         (n[0], "Hi Ann"): 1,
         (n[1], "Hi Bob"): 1,
@@ -340,6 +340,41 @@ def test_personal_texts_are_deduplicated_by_number_and_text_across_chunks():
     summary = result.summary
     assert (summary["accepted"], summary["duplicates"], summary["distinct_texts"]) == (4, 2, 4)
     adds_up(summary, sink)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_one_message_per_person_the_first_row_wins_whatever_its_text(streamed, caplog):
+    """ "Hi Bob" and "Hi Robert" to one number: one SMS, the first row's; the log counts the
+    numbers whose rows had different texts."""
+    n = numbers(2)
+    rows = pd.DataFrame({"phone": [n[0], n[1], n[0], n[0]], "name": ["Bob", "Cy", "Robert", "Bob"]})
+    chunks = [rows.iloc[:2], rows.iloc[2:]] if streamed else rows
+    result, api, sink = run(chunks, text="Hi {name}", streamed=streamed)
+    assert sent(api) == {(n[0], "Hi Bob"): 1, (n[1], "Hi Cy"): 1}
+    assert result.summary["duplicates"] == 2
+    adds_up(result.summary, sink)
+    reasons = set(sink.rows.loc[sink.rows["outcome"] == "duplicate", "reason"])
+    assert reasons == {"same number as an earlier row: one message per number"}
+    assert "1 number(s) had rows with different texts" in caplog.text
+
+
+def test_smart_encoding_sends_look_alikes_in_one_gsm7_segment():
+    text = "Hi {name} \u2014 it\u2019s \u201cready\u201d\u2026 see\u00a0you"
+    rows = [{"phone": p, "name": name} for p, name in zip(UK[:3], "ABC", strict=True)]
+    result, api, _ = run(rows, text=text, smart_encoding=True)
+    assert sent(api) == {
+        (p, f'Hi {x} - it\'s "ready"... see you'): 1 for p, x in zip(UK, "ABC", strict=False)
+    }
+    summary = result.summary
+    assert summary["smart_encoded"] == 3 and summary["segments_saved"] == 0
+    assert summary["fragments"] == 3, "one GSM-7 fragment each"
+
+
+def test_without_smart_encoding_the_plan_names_the_characters_and_what_it_would_save(caplog):
+    result, _, _ = run(UK[:2], text="Your order \u2014 " + "x" * 100)
+    assert result.summary["segments_planned"] == 4 and result.summary["smart_encoded"] == 0
+    assert "2 message(s) are UCS-2 only because of '\u2014'" in caplog.text
+    assert "smart_encoding=True would send them as GSM-7 and save 2 segment(s)" in caplog.text
 
 
 @pytest.mark.parametrize(("limit", "refused"), [(29, True), (30, False)])
