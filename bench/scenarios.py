@@ -383,7 +383,7 @@ def _on_each_database(section: str, measure_on) -> list[Row]:
 @contextmanager
 def _timed_claims() -> Iterator[list[float]]:
     """Record how long each ``SendLedger.claim`` takes: the time a sender waits before sending."""
-    from airflow_provider_voxsms.ledger import SendLedger
+    from airflow_provider_voxsms.storage.ledger import SendLedger
 
     real, waits = SendLedger.claim, []
 
@@ -737,10 +737,10 @@ def stream_from_sql(
 
 def _time_resume(frame, ti) -> float:
     """Seconds to read the ledger of ``ti`` and split ``frame`` by it, as a retry does."""
-    from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
     from airflow_provider_voxsms.sms.model import bulk_objects
     from airflow_provider_voxsms.sms.recipients import prepare_recipients
     from airflow_provider_voxsms.sms.resume import resume
+    from airflow_provider_voxsms.storage.ledger import SendLedger, TaskInstanceKey
 
     valid = prepare_recipients(frame, text=data.TEXT, default_region=data.REGION).valid
     key = TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
@@ -755,7 +755,7 @@ def _single(seconds: float) -> Sample:
 
 
 def _log_rows(cfg: Config, name: str, uri: str) -> Row:
-    from airflow_provider_voxsms.failed_numbers import log_failed_numbers
+    from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
 
     conn_id = "voxsms_bench_db"
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri

@@ -256,10 +256,10 @@ class _Probes:
         self._calls: dict[str, list[float]] = {"request": [], "claim": []}
 
     def install(self) -> None:
-        from airflow_provider_voxsms import ledger as ledger_module
-        from airflow_provider_voxsms import results
         from airflow_provider_voxsms.operators import a2p_sms
         from airflow_provider_voxsms.sms import campaign, report, runner
+        from airflow_provider_voxsms.storage import ledger as ledger_module
+        from airflow_provider_voxsms.storage import results
 
         probes = self
         chunks = a2p_sms.recipient_chunks

@@ -35,10 +35,15 @@ import pandas as pd
 from airflow.sdk import Param, XComArg, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_voxsms.failed_numbers import log_failed_numbers
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
-from airflow_provider_voxsms.sql import check_table_name, db_api_hook, replace_task_rows, sql_texts
+from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
+from airflow_provider_voxsms.storage.sql import (
+    check_table_name,
+    db_api_hook,
+    replace_task_rows,
+    sql_texts,
+)
 
 CONN_ID = "voxsms_db"
 CUSTOMERS_TABLE = "voxsms_customers"

@@ -74,7 +74,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
 from airflow_provider_voxsms.sms.numbers import normalise_phones
-from airflow_provider_voxsms.sms.source import DEFAULT_CHUNK_ROWS, recipient_chunks
+from airflow_provider_voxsms.storage.source import DEFAULT_CHUNK_ROWS, recipient_chunks
 
 SAMPLE_RECIPIENTS = Path(__file__).parent / "data" / "recipients.csv"
 REGION = "GB"

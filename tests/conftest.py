@@ -59,7 +59,7 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
     if request.param == "sqlite":
         monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", f"sqlite://{tmp_path / 'voxsms.db'}")
     else:
-        from airflow_provider_voxsms.sql import db_api_hook
+        from airflow_provider_voxsms.storage.sql import db_api_hook
 
         monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", request.getfixturevalue("postgres_uri"))
         for table in (

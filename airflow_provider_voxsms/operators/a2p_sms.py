@@ -24,16 +24,16 @@ from airflow_provider_voxsms.errors import (
     VoximplantApiError,
 )
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
-from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
 from airflow_provider_voxsms.operators.send_arguments import check_arguments
-from airflow_provider_voxsms.results import ResultsTable
 from airflow_provider_voxsms.sms.campaign import CampaignSettings
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
 from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS, XCOM_OUTCOMES, RowsInMemory
 from airflow_provider_voxsms.sms.runner import CampaignRunner, PassResult, RunnerSettings
-from airflow_provider_voxsms.sms.source import DEFAULT_CHUNK_ROWS, recipient_chunks
 from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
-from airflow_provider_voxsms.sql import first_column
+from airflow_provider_voxsms.storage.ledger import SendLedger, TaskInstanceKey
+from airflow_provider_voxsms.storage.results import ResultsTable
+from airflow_provider_voxsms.storage.source import DEFAULT_CHUNK_ROWS, recipient_chunks
+from airflow_provider_voxsms.storage.sql import first_column
 
 # Output rows per XCom above which the task warns: a million-row XCom is a million-row blob in
 # the metadata database, read again by every downstream task that pulls it.

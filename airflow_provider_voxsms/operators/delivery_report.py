@@ -13,10 +13,8 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_voxsms.delivery_status import log_delivery_status
 from airflow_provider_voxsms.errors import VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
-from airflow_provider_voxsms.results import is_location, read_outcomes
 from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.sms.follow import (
     DeliveryFollower,
@@ -24,7 +22,9 @@ from airflow_provider_voxsms.sms.follow import (
     OpenIds,
     stops_following,
 )
-from airflow_provider_voxsms.sql import TASK_KEY_COLUMNS
+from airflow_provider_voxsms.storage.delivery_status import log_delivery_status
+from airflow_provider_voxsms.storage.results import is_location, read_outcomes
+from airflow_provider_voxsms.storage.sql import TASK_KEY_COLUMNS
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 # Most messages are final within minutes; what is still open after hours is mostly phones that

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_voxsms.results import outcomes_table
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
 from airflow_provider_voxsms.sms.window import SendWindow
+from airflow_provider_voxsms.storage.results import outcomes_table
 
 
 def check_arguments(op: Any) -> SendWindow | None:

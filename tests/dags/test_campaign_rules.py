@@ -19,7 +19,7 @@ from airflow.sdk import DAG, task
 from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
-from airflow_provider_voxsms.sql import db_api_hook
+from airflow_provider_voxsms.storage.sql import db_api_hook
 
 UK = [f"4474433322{i:02d}" for i in range(10, 16)]  # Europe/London (and the Crown dependencies)
 NEW_YORK = ["12015550123", "12015550124"]  # America/New_York

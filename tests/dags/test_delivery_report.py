@@ -11,7 +11,7 @@ from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
 from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.sms.model import FAILED_COLUMNS
-from airflow_provider_voxsms.sql import db_api_hook
+from airflow_provider_voxsms.storage.sql import db_api_hook
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 NUMBERS = [f"4474433322{i:02d}" for i in range(10, 20)]  # last digits 0..9

@@ -22,7 +22,7 @@ from airflow_provider_voxsms.operators.delivery_report import (
     FOLLOWED_IDS_KEY,
     A2PSmsDeliveryReportOperator,
 )
-from airflow_provider_voxsms.sql import db_api_hook
+from airflow_provider_voxsms.storage.sql import db_api_hook
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"

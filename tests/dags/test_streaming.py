@@ -13,7 +13,7 @@ from dag_runs import xcom
 from test_campaign_rules import NEW_YORK, UK, adds_up, clock_at, sent
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
-from airflow_provider_voxsms.sql import db_api_hook
+from airflow_provider_voxsms.storage.sql import db_api_hook
 
 NUMBERS = [f"447700900{i:03d}" for i in range(250)]
 

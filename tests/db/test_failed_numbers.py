@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_provider_voxsms import sql
-from airflow_provider_voxsms.failed_numbers import log_failed_numbers
+from airflow_provider_voxsms.storage import sql
+from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
 
 CONN_ID = "voxsms_db"
 TI = {"dag_id": "sms_campaign", "run_id": "manual__2026-01-01", "task_id": "send"}
@@ -213,7 +213,7 @@ def test_not_a_sql_connection(monkeypatch):
 
 def test_the_number_as_written_is_stored_and_an_older_table_gets_its_column(db):
     """A table created before ``input_number`` existed is given the column on the next write."""
-    from airflow_provider_voxsms.sql import db_api_hook
+    from airflow_provider_voxsms.storage.sql import db_api_hook
 
     db_api_hook(CONN_ID).run(
         f"CREATE TABLE {db.table} (dag_id VARCHAR(250) NOT NULL, run_id VARCHAR(250) NOT NULL, "

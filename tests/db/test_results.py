@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from airflow_provider_voxsms.results import ResultsTable, read_outcomes
 from airflow_provider_voxsms.sms.model import OUTCOME_COLUMNS
+from airflow_provider_voxsms.storage.results import ResultsTable, read_outcomes
 
 KEY = ("dag", "manual__2026-12-02T03:00:00+00:00", "send", 3)
 

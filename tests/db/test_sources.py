@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from airflow_provider_voxsms.errors import RecipientsError
-from airflow_provider_voxsms.sms.source import recipient_chunks
-from airflow_provider_voxsms.sql import db_api_hook
+from airflow_provider_voxsms.storage.source import recipient_chunks
+from airflow_provider_voxsms.storage.sql import db_api_hook
 
 PHONES = [f"44770090{i:04d}" for i in range(25)]
 

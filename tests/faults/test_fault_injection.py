@@ -310,7 +310,7 @@ def test_worker_killed_mid_run_then_run_again(voximplant_conn, ledger_db, airflo
 def test_a_ledger_write_failure_still_pushes_the_outputs_then_fails(
     run_dag, voximplant_conn, ledger_db, monkeypatch
 ):
-    from airflow_provider_voxsms.ledger import SendLedger
+    from airflow_provider_voxsms.storage.ledger import SendLedger
 
     real_close = SendLedger.close
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from airflow_provider_voxsms.errors import LedgerError
-from airflow_provider_voxsms.ledger import SendLedger, TaskInstanceKey
 from airflow_provider_voxsms.sms.model import Batch, BatchOutcome, text_hash
+from airflow_provider_voxsms.storage.ledger import SendLedger, TaskInstanceKey
 
 KEY = TaskInstanceKey("dag", "run-1", "send", -1)
 
@@ -142,7 +142,7 @@ def test_a_takeover_sees_every_claim_the_older_try_made(ledger_conn):
 def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
     """Claims queued while the writer waits for the lease row share the next commit; when a
     takeover holds the row and commits first, the whole group must fail, each claim False."""
-    from airflow_provider_voxsms.sql import db_api_hook, transactional
+    from airflow_provider_voxsms.storage.sql import db_api_hook, transactional
 
     key = TaskInstanceKey("dag", "queued-group", "send", -1)
     older = SendLedger(ledger_conn, key)
@@ -247,7 +247,7 @@ def test_an_instance_never_waits_for_another_instances_open_transaction(ledger_c
     uncommitted writes (``CREATE INDEX IF NOT EXISTS`` would: it locks the whole table)."""
     if "sqlite" in request.node.callspec.id:
         pytest.skip("SQLite serialises writers by design; parallel writers are a PostgreSQL case")
-    from airflow_provider_voxsms.sql import db_api_hook, transactional
+    from airflow_provider_voxsms.storage.sql import db_api_hook, transactional
 
     running = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 3))
     running.open()
@@ -342,7 +342,7 @@ def open_with_writer_connection(ledger_conn, monkeypatch, connection) -> SendLed
     """Open a ledger through a real connection, then give its writer ``connection``."""
     from contextlib import nullcontext
 
-    import airflow_provider_voxsms.ledger as ledger_module
+    import airflow_provider_voxsms.storage.ledger as ledger_module
 
     real, calls = ledger_module.transactional, []
 
@@ -388,7 +388,7 @@ def _claim_or_error(ledger: SendLedger, b: Batch):
 
 def test_outcomes_written_as_rows_by_earlier_builds_are_still_read():
     """Outcome JSON was a list of rows per status before it became columns (version 2)."""
-    from airflow_provider_voxsms.ledger import _previous
+    from airflow_provider_voxsms.storage.ledger import _previous
 
     tx = text_hash("hi")
     claims = [(tx, '["447400000001", "447400000002"]', "2026-12-01 10:00:00")]

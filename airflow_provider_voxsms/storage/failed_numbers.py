@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, FAILED_STAGES
-from airflow_provider_voxsms.sql import check_table_name, replace_task_rows, sql_texts
+from airflow_provider_voxsms.storage.sql import check_table_name, replace_task_rows, sql_texts
 
 __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 

@@ -47,7 +47,7 @@ from airflow_provider_voxsms.sms.model import (
     bulk_objects,
     text_hash,
 )
-from airflow_provider_voxsms.sql import (
+from airflow_provider_voxsms.storage.sql import (
     check_table_name,
     db_api_hook,
     ensure_schema,

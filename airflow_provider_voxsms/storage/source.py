@@ -20,7 +20,7 @@ from contextlib import closing, contextmanager, suppress
 import pandas as pd
 
 from airflow_provider_voxsms.errors import RecipientsError
-from airflow_provider_voxsms.sql import db_api_hook
+from airflow_provider_voxsms.storage.sql import db_api_hook
 
 DEFAULT_CHUNK_ROWS = 100_000
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")

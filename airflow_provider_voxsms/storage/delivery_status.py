@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from airflow_provider_voxsms.sms.delivery import DELIVERY_COLUMNS
-from airflow_provider_voxsms.sql import check_table_name, replace_task_rows, sql_texts
+from airflow_provider_voxsms.storage.sql import check_table_name, replace_task_rows, sql_texts
 
 __all__ = ["log_delivery_status"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from airflow_provider_voxsms.sms.model import OUTCOME_COLUMNS
-from airflow_provider_voxsms.sql import (
+from airflow_provider_voxsms.storage.sql import (
     TASK_KEY_COLUMNS,
     check_table_name,
     db_api_hook,

@@ -1,0 +1,1 @@
+"""Every table the provider reads or writes, on any common-sql connection."""
