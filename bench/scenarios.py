@@ -746,7 +746,7 @@ def _time_resume(frame, ti) -> float:
     key = TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
     start = time.perf_counter()
     with SendLedger("voxsms_bench_ledger", key) as ledger, bulk_objects():
-        resume(valid, ledger.previous, settle_delay_s=0)
+        resume(valid, ledger.earlier(valid), settle_delay_s=0)
     return time.perf_counter() - start
 
 

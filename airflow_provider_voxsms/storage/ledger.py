@@ -7,12 +7,13 @@ ledger, so the last to open (a retry starts after the try before it) holds it.
 batch's request goes out, in a transaction that first locks the lease row and finds it still
 ours; a try that lost its lease claims nothing more, and the try that took it over read every
 claim committed before the takeover. ``<table>_outcomes`` holds one row per answered batch
-(accepted numbers with message ids, failed ones with code and reason, unknown ones) as compact
-JSON. The claim of a batch that provably never reached the API is deleted, so a retry sends
-it. A retry therefore skips every settled number; a claimed number without a final outcome
-(``in_flight`` or ``unknown``) is settled through the history before it is sent again. A new
-DAG run is a new campaign. Use it as a context manager: entering opens it (``previous`` then
-holds what earlier tries knew), leaving commits everything queued.
+(``storage.codec``). The claim of a batch that provably never reached the API is deleted, so a
+retry sends it. A retry therefore skips every settled number; a claimed number without a final
+outcome (``in_flight`` or ``unknown``) is settled through the history before it is sent again.
+A new DAG run is a new campaign. Use it as a context manager: entering takes the lease and
+reads what earlier tries knew, a block of rows at a time, into a compact index
+(``storage.earlier``; :meth:`SendLedger.earlier` answers per chunk), leaving commits everything
+queued.
 
 Writes go through one background thread with its own connection. Claims that arrive together
 share a commit, which their senders wait for; outcomes queue up and share another.
@@ -21,32 +22,23 @@ share a commit, which their senders wait for; outcomes queue up and share anothe
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from airflow_provider_voxsms.errors import LedgerError
-from airflow_provider_voxsms.sms.model import (
-    ACCEPTED,
-    FAILED,
-    IN_FLIGHT,
-    UNKNOWN,
-    Batch,
-    BatchOutcome,
-    bulk_objects,
-    text_hash,
-)
+from airflow_provider_voxsms.sms.model import Batch, BatchOutcome, bulk_objects, text_hash
+from airflow_provider_voxsms.storage import codec
+from airflow_provider_voxsms.storage.earlier import ClaimsReader, EarlierTries
 from airflow_provider_voxsms.storage.sql import (
     check_table_name,
     db_api_hook,
@@ -87,19 +79,7 @@ _SCHEMA = (
     last_claim_at TIMESTAMP
 )""",
 )
-# What ``previous`` holds: one row per number and text an earlier try claimed.
-COLUMNS = (
-    "destination_number",
-    "text_hash",
-    "status",
-    "message_id",
-    "error_code",
-    "error_description",
-    "claimed_at",
-)
-# When a number has outcomes from several rows (a batch said unknown, a later settle round
-# found it or sent it again), the most definite wins.
-_PRECEDENCE = {ACCEPTED: 3, FAILED: 2, UNKNOWN: 1, IN_FLIGHT: 0}
+READ_ROWS = 1_000  # claim or outcome rows fetched at a time when a ledger opens
 
 
 class _LeaseLost(Exception):
@@ -153,11 +133,10 @@ class SendLedger:
         self.write_errors: list[str] = []
         self._claims: dict[tuple[str, tuple[str, ...]], str] = {}  # this try's batch -> claim_id
         self._lease_lost = False
-        self.previous = pd.DataFrame(columns=list(COLUMNS))
+        self._earlier = EarlierTries.empty()
 
     def __enter__(self) -> SendLedger:
-        self.previous = self.open()
-        return self
+        return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is None:
@@ -166,10 +145,38 @@ class SendLedger:
             with suppress(LedgerError):  # the error in flight matters more
                 self.close()
 
-    # -- reading ------------------------------------------------------------------------------
+    # -- what earlier tries knew --------------------------------------------------------------
 
-    def open(self) -> pd.DataFrame:
-        """Create the tables if absent, take this task instance's lease over and return what
+    def earlier(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """What earlier tries knew of ``rows`` (``phone``, ``text``): the shape
+        :func:`~airflow_provider_voxsms.sms.resume.resume` takes as ``previous``."""
+        return self._earlier.of(rows)
+
+    @property
+    def has_earlier(self) -> bool:
+        """Whether earlier tries claimed anything (a first try: False)."""
+        return len(self._earlier) > 0
+
+    @property
+    def claimed_earlier(self) -> int:
+        """Numbers (with their texts) earlier tries claimed. (No ``__len__``: a ledger with
+        nothing earlier must not be falsy.)"""
+        return len(self._earlier)
+
+    @property
+    def settled_earlier(self) -> int:
+        """Numbers earlier tries saw accepted or failed."""
+        return self._earlier.settled
+
+    @property
+    def open_earlier(self) -> int:
+        """Numbers earlier tries claimed without a final answer."""
+        return self._earlier.open
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def open(self) -> SendLedger:
+        """Create the tables if absent, take this task instance's lease over and read what
         earlier tries claimed and learnt.
 
         Raises :class:`LedgerError` (before anything is sent) when the database is unreachable.
@@ -184,7 +191,7 @@ class SendLedger:
                 )
                 for attempt in (1, 2):
                     try:
-                        claims, outcomes = self._take_lease(conn)
+                        self._take_lease(conn)
                         break
                     except Exception as err:  # another try's first open inserted the lease
                         with suppress(Exception):  # a dead connection must not hide err
@@ -199,10 +206,9 @@ class SendLedger:
             ) from None
         self._writer = threading.Thread(target=self._write_loop, name="voxsms-ledger", daemon=True)
         self._writer.start()
-        with bulk_objects():
-            return _previous(claims, outcomes)
+        return self
 
-    def _take_lease(self, conn: Any) -> tuple[list, list]:
+    def _take_lease(self, conn: Any) -> None:
         """In one transaction: make this try the lease holder, then read the earlier rows.
 
         Taking the lease waits for a claim in progress (it locks the same row), so the read
@@ -221,23 +227,26 @@ class SendLedger:
                     f"map_index, holder, taken_at) VALUES ({self._marks(7)})",
                     (k.digest, k.dag_id, k.run_id, k.task_id, k.map_index, self.holder, _now()),
                 )
-            where = f"WHERE ti_key = {mark}"
-            cur.execute(
-                f"SELECT text_hash, numbers, claimed_at FROM {self.table}_claims {where} "
-                "ORDER BY claimed_at",
-                (k.digest,),
-            )
-            claims = cur.fetchall()
-            cur.execute(
-                f"SELECT text_hash, outcome FROM {self.table}_outcomes {where}", (k.digest,)
-            )
-            outcomes = cur.fetchall()
+        with bulk_objects():
+            self._earlier = self._read_earlier(conn)
         conn.commit()
-        return claims, outcomes
 
-    def earlier(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """What earlier tries knew of these rows (``phone``, ``text``), as ``resume`` reads it."""
-        return self.previous
+    def _read_earlier(self, conn: Any) -> EarlierTries:
+        """The claims, then the outcomes, of this task instance, a block of rows at a time."""
+        where, key = f"WHERE ti_key = {self._hook.placeholder}", (self.key.digest,)
+        claims = ClaimsReader()
+        for rows in _blocks(
+            conn,
+            f"SELECT text_hash, numbers, claimed_at FROM {self.table}_claims {where} "
+            "ORDER BY claimed_at",
+            key,
+        ):
+            claims.add(rows)
+        earlier = claims.finish()
+        sql = f"SELECT text_hash, outcome FROM {self.table}_outcomes {where}"
+        for rows in _blocks(conn, sql, key):
+            earlier.add_outcomes(rows)
+        return earlier
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -258,7 +267,7 @@ class SendLedger:
             f"INSERT INTO {self.table}_claims (claim_id, ti_key, text_hash, numbers, claimed_at) "
             f"VALUES ({self._marks(5)})"
         )
-        row = (claim_id, self.key.digest, text_hash(batch.text), _json(batch.numbers), now)
+        row = (claim_id, self.key.digest, text_hash(batch.text), codec.encode(batch.numbers), now)
 
         def apply(cur: Any) -> None:
             cur.execute(lock, (now, self.key.digest, self.holder))
@@ -289,23 +298,13 @@ class SendLedger:
             sql = f"DELETE FROM {self.table}_claims WHERE claim_id = {self._hook.placeholder}"
             self._submit(lambda cur: cur.execute(sql, (claim_id,)), wait=False)
             return
-        payload: dict[str, Any] = {"v": 2}  # columns, not rows: a retry parses it faster
-        for status, entries in (
-            (ACCEPTED, outcome.accepted),
-            (FAILED, outcome.failed),
-            (UNKNOWN, outcome.unknown),
-        ):
-            if entries:
-                payload[status] = [list(column) for column in zip(*entries, strict=True)]
-        self._submit(self._insert_outcome(text_hash(outcome.batch.text), payload), wait=False)
-
-    def _insert_outcome(self, tx: str, payload: dict) -> Callable[[Any], None]:
         sql = (
             f"INSERT INTO {self.table}_outcomes (ti_key, text_hash, outcome, recorded_at) "
             f"VALUES ({self._marks(4)})"
         )
-        row = (self.key.digest, tx, _json(payload), _now())
-        return lambda cur: cur.execute(sql, row)
+        tx = text_hash(outcome.batch.text)
+        row = (self.key.digest, tx, codec.encode_outcome(outcome), _now())
+        self._submit(lambda cur: cur.execute(sql, row), wait=False)
 
     def close(self) -> None:
         """Commit everything queued and stop the writer; raises if any write failed."""
@@ -416,98 +415,14 @@ def _commit_groups(jobs: list) -> list[list]:
     return [group for group in (waited_for, queued) if group]
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _previous(claims: list, outcomes: list) -> pd.DataFrame:
-    """Earlier tries' numbers, indexed by ``number + text_hash``: one row per claimed number and
-    text with its most definite outcome (``in_flight`` when none was recorded) and its first
-    claim's time (epoch seconds). ``claims`` come in claim order.
-
-    Linear in the numbers: each row's JSON is parsed once, the rest is vectorised.
-    """
-    numbers, hashes, claimed_at = [], [], []
-    claim_times = _epoch_seconds([at for _, _, at in claims]).tolist()
-    for (tx, raw, _), at in zip(claims, claim_times, strict=True):
-        batch = json.loads(raw)
-        numbers += batch
-        hashes += [tx] * len(batch)
-        claimed_at += [at] * len(batch)
-    one_text = len({tx for tx, _, _ in claims}) <= 1
-    keys = row_keys(numbers, None if one_text else hashes)
-    found = pd.DataFrame(
-        {
-            "destination_number": pd.Series(numbers, dtype=object),
-            "text_hash": pd.Series(hashes, dtype=object),
-            "status": IN_FLIGHT,
-            "message_id": _missing_ints(len(keys)),
-            "error_code": _missing_ints(len(keys)),
-            "error_description": pd.Series([None] * len(keys), dtype=object),
-            "claimed_at": pd.Series(claimed_at, dtype="float64"),
-        }
-    ).set_index(keys)
-    if not found.index.is_unique:  # claimed again in a settle round: keep the first claim
-        found = found[~found.index.duplicated(keep="first")]
-    parsed = [(tx, _columns(json.loads(raw))) for tx, raw in outcomes]
-    # Outcomes in rising precedence, so that the most definite one is written last.
-    for status in sorted(_PRECEDENCE, key=_PRECEDENCE.get)[1:]:
-        fields: list[list] = [[], [], []]
-        hashes = []
-        for tx, payload in parsed:
-            if columns := payload.get(status):
-                for field_values, values in zip(fields, columns, strict=False):
-                    field_values += values
-                hashes += [tx] * len(columns[0])
-        if not hashes:
-            continue
-        where = found.index.get_indexer(row_keys(fields[0], None if one_text else hashes))
-        mine = where >= 0  # an outcome without a claim (none should exist) is ignored
-        rows = where[mine]
-        found.iloc[rows, found.columns.get_loc("status")] = status
-        if status == ACCEPTED:
-            ids = _ints(fields[1])[mine]
-            found.iloc[rows, found.columns.get_loc("message_id")] = ids
-        if status == FAILED:
-            codes = pd.array(fields[1], dtype="Int64")[mine]  # may hold None
-            found.iloc[rows, found.columns.get_loc("error_code")] = codes
-            whys = pd.Series(fields[2], dtype=object)[mine].array
-            found.iloc[rows, found.columns.get_loc("error_description")] = whys
-    return found[list(COLUMNS)]
-
-
-def _missing_ints(count: int) -> pd.arrays.IntegerArray:
-    return pd.arrays.IntegerArray(np.zeros(count, np.int64), np.ones(count, bool))
-
-
-def _ints(values: list) -> pd.arrays.IntegerArray:
-    """Integers without gaps (message ids), without pandas' per-value checks."""
-    array = np.asarray(values, dtype=np.int64)
-    return pd.arrays.IntegerArray(array, np.zeros(len(array), bool))
-
-
-def row_keys(numbers: list, hashes: list | None) -> pd.Index:
-    """The index of ``previous``: one string per (number, text hash), the hash appended (it
-    has a fixed length, so no separator is needed), or, when every claim has the same text
-    (``hashes`` None), the number alone, which saves building a million keys."""
-    if hashes is None:
-        return pd.Index(numbers, dtype=object, name="destination_number")
-    keys = [n + tx for n, tx in zip(numbers, hashes, strict=True)]
-    return pd.Index(keys, dtype=object, name="key")
-
-
-def _columns(payload: dict) -> dict[str, list]:
-    """An outcome row's entries as columns (version 2), also for rows written as rows."""
-    if payload.pop("v", None) == 2:
-        return payload
-    return {
-        status: [list(c) for c in zip(*rows, strict=True)]
-        for status, rows in payload.items()
-        if rows
-    }
-
-
-def _epoch_seconds(values: list) -> pd.Series:
-    """Timestamps as the database returns them (strings or naive UTC datetimes) -> epoch s."""
-    times = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
-    return (times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+def _blocks(conn: Any, sql: str, params: tuple) -> Iterator[list[tuple]]:
+    """The rows of a query, ``READ_ROWS`` at a time: through a server-side cursor where the
+    driver has one (PostgreSQL's), so neither the client nor the driver holds them all."""
+    try:
+        cursor = conn.cursor(name=f"voxsms_ledger_{uuid.uuid4().hex[:8]}")
+    except TypeError:  # sqlite3 and most drivers: an ordinary cursor steps through the rows
+        cursor = conn.cursor()
+    with closing(cursor):
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(READ_ROWS):
+            yield rows

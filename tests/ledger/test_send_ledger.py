@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from airflow_provider_voxsms.errors import LedgerError
@@ -27,9 +28,15 @@ def rows_by_status(frame) -> dict[str, set[str]]:
     return {s: set(frame.loc[frame.status == s, "destination_number"]) for s in set(frame.status)}
 
 
+def known(ledger: SendLedger, batches: list[Batch], text: str = "hi") -> pd.DataFrame:
+    """What the open ledger knows of the numbers of ``batches`` (sent with ``text``)."""
+    numbers = [n for b in batches for n in b.numbers]
+    return ledger.earlier(pd.DataFrame({"phone": numbers, "text": text}))
+
+
 def test_claims_and_outcomes_round_trip(ledger_conn):
     ledger = SendLedger(ledger_conn, KEY)
-    assert ledger.open().empty
+    assert not ledger.open().has_earlier
     first, second, third = batch(1), batch(2), batch(3)
     assert ledger.claim(first) and ledger.claim(second) and ledger.claim(third)
     n = first.numbers
@@ -39,8 +46,8 @@ def test_claims_and_outcomes_round_trip(ledger_conn):
     ledger.record(BatchOutcome(second, not_sent=[(x, 127, "no money") for x in second.numbers]))
     ledger.close()
 
-    again = SendLedger(ledger_conn, KEY)
-    previous = again.open()
+    again = SendLedger(ledger_conn, KEY).open()
+    previous = known(again, [first, second, third])
     again.close()
     assert rows_by_status(previous) == {
         "accepted": {n[0], n[1]},
@@ -87,7 +94,7 @@ def test_a_number_claimed_again_in_a_settle_round_has_one_row_with_its_best_outc
             BatchOutcome(again, accepted=[(x, 70 + i) for i, x in enumerate(again.numbers)])
         )
     with SendLedger(ledger_conn, KEY) as retry:
-        previous = retry.previous
+        previous = known(retry, [first])
     assert len(previous) == len(first.numbers), "one row per number"
     assert rows_by_status(previous) == {
         "accepted": set(first.numbers[:2]),
@@ -100,12 +107,16 @@ def test_the_newest_try_takes_the_lease_over(ledger_conn):
     older, newer = SendLedger(ledger_conn, KEY), SendLedger(ledger_conn, KEY)
     older.open()
     assert older.claim(batch(1))
-    assert set(newer.open().destination_number) == set(batch(1).numbers)
+    assert set(known(newer.open(), [batch(1), batch(2)]).destination_number) == set(
+        batch(1).numbers
+    )
     assert not older.claim(batch(2)), "the older try lost its lease and claims nothing more"
     assert not older.claim(batch(3))
     assert newer.claim(batch(2))
     older.close(), newer.close()
-    assert set(SendLedger(ledger_conn, KEY).open().destination_number) == {
+    assert set(
+        known(SendLedger(ledger_conn, KEY).open(), [batch(i) for i in (1, 2, 3)]).destination_number
+    ) == {
         *batch(1).numbers,
         *batch(2).numbers,
     }
@@ -131,7 +142,7 @@ def test_a_takeover_sees_every_claim_the_older_try_made(ledger_conn):
         claimer = threading.Thread(target=claim_until_lost)
         claimer.start()
         started.wait(timeout=30)
-        seen = set(newer.open().destination_number)
+        seen = set(known(newer.open(), [batch(i) for i in range(10_000)]).destination_number)
         claimer.join(timeout=60)
         older.close(), newer.close()
         assert claimed and not claimer.is_alive()
@@ -171,7 +182,7 @@ def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
         t.join(timeout=30)
     older.close()
     assert told == dict.fromkeys(range(9), False)
-    assert SendLedger(ledger_conn, key).open().empty, "nothing was claimed"
+    assert not SendLedger(ledger_conn, key).open().has_earlier, "nothing was claimed"
 
 
 def test_tries_opening_at_once_leave_exactly_one_lease_holder(ledger_conn):
@@ -207,7 +218,7 @@ def test_another_run_is_another_campaign(ledger_conn):
     ledger.claim(batch(1))
     ledger.close()
     next_run = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-2", "send", -1))
-    assert next_run.open().empty
+    assert not next_run.open().has_earlier
     assert next_run.claim(batch(1))
     next_run.close()
 
@@ -236,8 +247,8 @@ def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_con
         t.join(timeout=120)
     assert errors == [] and not any(t.is_alive() for t in threads)
     for map_index in range(6):
-        ledger = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", map_index))
-        rows = ledger.open()
+        ledger = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", map_index)).open()
+        rows = known(ledger, [batch(i, size=100) for i in range(40)])
         ledger.close()
         assert len(rows) == 4000 and set(rows.status) == {"accepted"}
 
@@ -303,8 +314,8 @@ def test_a_stopped_try_never_deletes_another_tries_claims(ledger_conn):
     try_b.record(BatchOutcome(shared, accepted=[(n, 50) for n in shared.numbers]))
     try_a.record(BatchOutcome(shared, not_sent=[(n, 127, "stop") for n in shared.numbers]))
     try_a.close(), try_b.close()
-    third = SendLedger(ledger_conn, KEY)
-    previous = third.open()
+    third = SendLedger(ledger_conn, KEY).open()
+    previous = known(third, [shared])
     third.close()
     assert rows_by_status(previous) == {"accepted": set(shared.numbers)}
 
@@ -388,7 +399,15 @@ def _claim_or_error(ledger: SendLedger, b: Batch):
 
 def test_outcomes_written_as_rows_by_earlier_builds_are_still_read():
     """Outcome JSON was a list of rows per status before it became columns (version 2)."""
-    from airflow_provider_voxsms.storage.ledger import _previous
+    from airflow_provider_voxsms.storage.earlier import ClaimsReader
+
+    def _previous(claims, outcomes):
+        claimed = ClaimsReader()
+        claimed.add(claims)
+        index = claimed.finish()
+        index.add_outcomes(outcomes)
+        rows = pd.DataFrame({"phone": ["447400000001", "447400000002"], "text": "hi"})
+        return index.of(rows).set_index("destination_number")  # looked up by number below
 
     tx = text_hash("hi")
     claims = [(tx, '["447400000001", "447400000002"]', "2026-12-01 10:00:00")]
