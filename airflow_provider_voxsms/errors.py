@@ -65,6 +65,10 @@ class LedgerError(VoximplantError):
     """The send ledger could not be read or written."""
 
 
+class ResultsError(VoximplantError):
+    """The results table could not be written."""
+
+
 class CampaignStoppedError(VoximplantError):
     """A run stopped, or left numbers unknown, in a way a retry with the send ledger can finish."""
 

@@ -740,10 +740,11 @@ def _time_resume(frame, ti) -> float:
     from airflow_provider_voxsms.sms.model import bulk_objects
     from airflow_provider_voxsms.sms.recipients import prepare_recipients
     from airflow_provider_voxsms.sms.resume import resume
-    from airflow_provider_voxsms.storage.ledger import SendLedger, TaskInstanceKey
+    from airflow_provider_voxsms.storage.key import CampaignKey
+    from airflow_provider_voxsms.storage.ledger import SendLedger
 
     valid = prepare_recipients(frame, text=data.TEXT, default_region=data.REGION).valid
-    key = TaskInstanceKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+    key = CampaignKey.from_context({"ti": ti})  # as the operator keys it, without a DAG run
     start = time.perf_counter()
     with SendLedger("voxsms_bench_ledger", key) as ledger, bulk_objects():
         resume(valid, ledger.earlier(valid), settle_delay_s=0)
@@ -755,7 +756,7 @@ def _single(seconds: float) -> Sample:
 
 
 def _log_rows(cfg: Config, name: str, uri: str) -> Row:
-    from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
+    from airflow_provider_voxsms.storage import log_failed_numbers
 
     conn_id = "voxsms_bench_db"
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = uri

@@ -22,7 +22,7 @@ from airflow.sdk import Param, XComArg, dag, task
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
-from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
+from airflow_provider_voxsms.storage import log_failed_numbers
 
 SAMPLE_RECIPIENTS = Path(__file__).parent / "data" / "recipients.csv"
 COUNTS = ("recipients", "accepted", "failed", "not_sent", "unknown", "invalid", "duplicates")

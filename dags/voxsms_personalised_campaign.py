@@ -37,13 +37,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
-from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
-from airflow_provider_voxsms.storage.sql import (
-    check_table_name,
-    db_api_hook,
-    replace_task_rows,
-    sql_texts,
-)
+from airflow_provider_voxsms.storage import log_failed_numbers
+from airflow_provider_voxsms.storage.key import TASK_COLUMNS
+from airflow_provider_voxsms.storage.schema import TableSchema
+from airflow_provider_voxsms.storage.sql import check_table_name, db_api_hook, sql_texts
 
 CONN_ID = "voxsms_db"
 CUSTOMERS_TABLE = "voxsms_customers"
@@ -93,18 +90,15 @@ def read_table(conn_id: str, table: str) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in rows], columns=columns, dtype=object)
 
 
-_CREATE_DEFERRED = """CREATE TABLE IF NOT EXISTS {table} (
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    map_index INTEGER NOT NULL,
-    destination_number TEXT NOT NULL,
-    time_zone TEXT,
-    next_window_start TIMESTAMP,
-    logged_at TIMESTAMP NOT NULL
-)"""
-_CREATE_DEFERRED_INDEX = (
-    "CREATE INDEX IF NOT EXISTS ix_{table}_ti ON {table} (dag_id, run_id, task_id)"
+DEFERRED_NUMBERS = TableSchema(
+    key=TASK_COLUMNS,
+    columns=(
+        "destination_number TEXT NOT NULL",
+        "time_zone TEXT",
+        "next_window_start TIMESTAMP",
+        "logged_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"ti": ("dag_id", "run_id", "task_id")},
 )
 
 
@@ -126,21 +120,16 @@ def log_deferred_numbers(
     """
     check_table_name(table)
     starts = pd.to_datetime(deferred["next_window_start"], utc=True, format="ISO8601")
-    return replace_task_rows(
+    key = dict(zip(TASK_COLUMNS, (dag_id, run_id, task_id, int(map_index)), strict=True))
+    return DEFERRED_NUMBERS.replace(
         conn_id,
         table,
-        (dag_id, run_id, task_id, int(map_index)),
+        key,
         ("destination_number", "time_zone", "next_window_start", "logged_at"),
         [
             sql_texts(deferred["destination_number"]),
             sql_texts(deferred["time_zone"]),
             [None if pd.isna(s) else s.tz_convert(None).isoformat(sep=" ") for s in starts],
-        ],
-        schema=[
-            (
-                [_CREATE_DEFERRED.format(table=table), _CREATE_DEFERRED_INDEX.format(table=table)],
-                f"SELECT dag_id FROM {table} WHERE 1 = 0",
-            )
         ],
     )
 

@@ -30,7 +30,8 @@ from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
 from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS, XCOM_OUTCOMES, RowsInMemory
 from airflow_provider_voxsms.sms.runner import CampaignRunner, PassResult, RunnerSettings
 from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
-from airflow_provider_voxsms.storage.ledger import SendLedger, TaskInstanceKey
+from airflow_provider_voxsms.storage.key import CampaignKey
+from airflow_provider_voxsms.storage.ledger import SendLedger
 from airflow_provider_voxsms.storage.results import ResultsTable
 from airflow_provider_voxsms.storage.source import DEFAULT_CHUNK_ROWS, recipient_chunks
 from airflow_provider_voxsms.storage.sql import first_column
@@ -340,13 +341,13 @@ class A2PSendSmsOperator(BaseOperator):
         """Where the outcome rows go: the results table, or memory (for the XComs)."""
         if not self.results_conn_id:
             return RowsInMemory()
-        key = TaskInstanceKey.from_context(context).columns
+        key = CampaignKey.from_context(context, self.campaign_id)
         return ResultsTable(self.results_conn_id, self.results_table_prefix, key)
 
     def _ledger(self, context):
         """The send ledger to open around the sending (an unreachable one fails before any SMS)."""
         if self.ledger_conn_id and not self.dry_run:
-            key = TaskInstanceKey.from_context(context)
+            key = CampaignKey.from_context(context, self.campaign_id)
             return SendLedger(self.ledger_conn_id, key, self.ledger_table)
         if not self.dry_run:
             self.log.warning(

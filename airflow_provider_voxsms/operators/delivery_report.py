@@ -23,8 +23,8 @@ from airflow_provider_voxsms.sms.follow import (
     stops_following,
 )
 from airflow_provider_voxsms.storage.delivery_status import log_delivery_status
+from airflow_provider_voxsms.storage.key import TASK_COLUMNS
 from airflow_provider_voxsms.storage.results import is_location, read_outcomes
-from airflow_provider_voxsms.storage.sql import TASK_KEY_COLUMNS
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 # Most messages are final within minutes; what is still open after hours is mostly phones that
@@ -248,7 +248,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             # A send that kept its rows out of XCom: so does its report (the rows are in the
             # table; the XComs say where, and how many).
             where = {"conn_id": self.report_conn_id, "table": self.report_table}
-            where.update(zip(TASK_KEY_COLUMNS, key, strict=True))
+            where.update(zip(TASK_COLUMNS, key, strict=True))
             ti.xcom_push(key="delivery_status", value={**where, "rows": len(statuses)})
             undelivered = {**where, "not_status": "DELIVERED", "rows": len(failed)}
             ti.xcom_push(key="failed_numbers", value=undelivered)

@@ -11,26 +11,11 @@ from __future__ import annotations
 import pandas as pd
 
 from airflow_provider_voxsms.sms.delivery import DELIVERY_COLUMNS
-from airflow_provider_voxsms.storage.sql import check_table_name, replace_task_rows, sql_texts
+from airflow_provider_voxsms.storage.key import TASK_COLUMNS
+from airflow_provider_voxsms.storage.schema import DELIVERY_STATUS
+from airflow_provider_voxsms.storage.sql import check_table_name, sql_texts
 
 __all__ = ["log_delivery_status"]
-
-
-_CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    map_index INTEGER NOT NULL,
-    message_id BIGINT NOT NULL,
-    destination_number TEXT,
-    delivery_status VARCHAR(16) NOT NULL,
-    error_message TEXT,
-    fragments INTEGER,
-    cost DOUBLE PRECISION,
-    processing_date TEXT,
-    checked_at TIMESTAMP NOT NULL
-)"""
-_CREATE_INDEX = "CREATE INDEX IF NOT EXISTS ix_{table}_ti ON {table} (dag_id, run_id, task_id)"
 
 
 def log_delivery_status(
@@ -65,16 +50,5 @@ def log_delivery_status(
         statuses["cost"].astype("Float64").to_numpy(dtype=object, na_value=None),
         sql_texts(statuses["processing_date"]),
     ]
-    return replace_task_rows(
-        conn_id,
-        table,
-        (dag_id, run_id, task_id, int(map_index)),
-        (*DELIVERY_COLUMNS, "checked_at"),
-        columns,
-        schema=[
-            (
-                [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
-                f"SELECT dag_id FROM {table} WHERE 1 = 0",
-            )
-        ],
-    )
+    key = dict(zip(TASK_COLUMNS, (dag_id, run_id, task_id, int(map_index)), strict=True))
+    return DELIVERY_STATUS.replace(conn_id, table, key, (*DELIVERY_COLUMNS, "checked_at"), columns)

@@ -14,7 +14,9 @@ from typing import Any
 import pandas as pd
 
 from airflow_provider_voxsms.sms.model import FAILED_COLUMNS, FAILED_STAGES
-from airflow_provider_voxsms.storage.sql import check_table_name, replace_task_rows, sql_texts
+from airflow_provider_voxsms.storage.key import TASK_COLUMNS
+from airflow_provider_voxsms.storage.schema import FAILED_NUMBERS
+from airflow_provider_voxsms.storage.sql import check_table_name, sql_texts
 
 __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 
@@ -22,7 +24,7 @@ __all__ = ["FAILED_NUMBER_COLUMNS", "log_failed_numbers"]
 #: stored when present.
 FAILED_NUMBER_COLUMNS = tuple(c for c in FAILED_COLUMNS if c != "input_number")
 
-# After the task key (sql.TASK_KEY_COLUMNS); the last is the time of writing.
+# After the task key (key.TASK_COLUMNS); the last is the time of writing.
 _DATA_COLUMNS = (
     "destination_number",
     "input_number",
@@ -31,22 +33,6 @@ _DATA_COLUMNS = (
     "stage",
     "logged_at",
 )
-
-_CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    map_index INTEGER NOT NULL,
-    destination_number TEXT,
-    input_number TEXT,
-    error_code BIGINT,
-    error_description TEXT,
-    stage VARCHAR(16) NOT NULL,
-    logged_at TIMESTAMP NOT NULL
-)"""
-_CREATE_INDEX = "CREATE INDEX IF NOT EXISTS ix_{table}_ti ON {table} (dag_id, run_id, task_id)"
-# Tables made before input_number existed get it (ADD COLUMN: SQLite and PostgreSQL alike).
-_ADD_INPUT_NUMBER = "ALTER TABLE {table} ADD COLUMN input_number TEXT"
 
 
 def log_failed_numbers(
@@ -80,23 +66,8 @@ def log_failed_numbers(
     :raises TypeError: if the connection's hook is not a ``DbApiHook``.
     """
     check_table_name(table)
-    return replace_task_rows(
-        conn_id,
-        table,
-        (dag_id, run_id, task_id, int(map_index)),
-        _DATA_COLUMNS,
-        _prepared_columns(failed),
-        schema=[
-            (
-                [_CREATE_TABLE.format(table=table), _CREATE_INDEX.format(table=table)],
-                f"SELECT dag_id FROM {table} WHERE 1 = 0",
-            ),
-            (
-                [_ADD_INPUT_NUMBER.format(table=table)],
-                f"SELECT input_number FROM {table} WHERE 1 = 0",
-            ),
-        ],
-    )
+    key = dict(zip(TASK_COLUMNS, (dag_id, run_id, task_id, int(map_index)), strict=True))
+    return FAILED_NUMBERS.replace(conn_id, table, key, _DATA_COLUMNS, _prepared_columns(failed))
 
 
 def _prepared_columns(failed: pd.DataFrame) -> list[Sequence[Any]]:

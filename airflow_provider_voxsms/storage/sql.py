@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
-from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -93,55 +92,24 @@ def is_unique_violation(error: BaseException) -> bool:
     return any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__)
 
 
-# The columns that say which task instance owns a row, first in every per-task table.
-TASK_KEY_COLUMNS = ("dag_id", "run_id", "task_id", "map_index")
-_INSERT_BATCH_ROWS = 10_000
+def where(hook: DbApiHook, columns: Iterable[str]) -> str:
+    """``a = ? AND b = ?`` for ``columns``, with the connection's placeholder."""
+    return " AND ".join(f"{column} = {hook.placeholder}" for column in columns)
 
 
-def replace_task_rows(
-    conn_id: str,
-    table: str,
-    key: tuple[str, str, str, int],
-    columns: Sequence[str],
-    values: Sequence[Sequence[Any]],
-    *,
-    schema: Sequence[tuple[Sequence[str], str]],
-) -> int:
-    """Replace one task instance's rows of ``table`` in one transaction; return rows written.
-
-    ``key`` fills ``TASK_KEY_COLUMNS``, ``values`` holds one sequence per name in ``columns``
-    (Python values, None for NULL), and the last column is the UTC time of the call.
-    ``schema`` lists (statements, probe) pairs run through :func:`ensure_schema` first, so the
-    table is created (or brought up to date) where absent.
-    """
-    check_table_name(table)
-    hook = db_api_hook(conn_id)
-    n_rows = len(values[0]) if values else 0
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    rows = zip(*(repeat(v, n_rows) for v in key), *values, repeat(now, n_rows), strict=True)
-    mark = hook.placeholder
-    delete_sql = f"DELETE FROM {table} WHERE " + " AND ".join(
-        f"{column} = {mark}" for column in TASK_KEY_COLUMNS
-    )
-    all_columns = [*TASK_KEY_COLUMNS, *columns]
-    insert_sql = hook.dialect.generate_insert_sql(table, all_columns, all_columns)
-    with transactional(hook) as conn:
-        for statements, probe in schema:
-            ensure_schema(conn, statements, probe=probe)
-        with closing(conn.cursor()) as cur:
-            cur.execute(delete_sql, key)
-            for batch in _batches(rows, _INSERT_BATCH_ROWS):
-                cur.executemany(insert_sql, batch)
-        conn.commit()
-    hook.log.info("Wrote %d rows to %s for %s", n_rows, table, key)
-    return n_rows
-
-
-def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
-    while batch := list(islice(rows, size)):
-        yield batch
+def utc_now_text(timespec: str = "seconds") -> str:
+    """The current UTC time as the tables store it: ``YYYY-MM-DD HH:MM:SS``, no zone."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec=timespec)
 
 
 def sql_texts(column) -> Sequence[Any]:
     """A pandas column as Python strings, None where missing."""
     return column.astype("string").to_numpy(dtype=object, na_value=None)
+
+
+def stored_utc(value: str | datetime) -> datetime:
+    """A timestamp as a table returns it (text from SQLite, a naive datetime from
+    PostgreSQL), as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -500,7 +500,7 @@ def test_sharded_campaign_keeps_recipient_rows_out_of_xcom(
     urls = xcoms[("split", -1, "return_value")][1]
     assert len(urls) == 4 and all(isinstance(url, str) for url in urls)
     assert all(url.startswith(f"file://{tmp_path / 'shards' / SHARDED}/") for url in urls)
-    location = {"conn_id", "table", "dag_id", "run_id", "task_id", "map_index"}
+    location = {"conn_id", "table", "dag_id", "run_id", "task_id", "map_index", "campaign_id"}
     for i in shards:
         where = xcoms[("send", i, "return_value")][1]["results"]
         assert set(where) == location

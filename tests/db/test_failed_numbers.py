@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_provider_voxsms.storage import sql
-from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
+from airflow_provider_voxsms.storage import log_failed_numbers, schema
 
 CONN_ID = "voxsms_db"
 TI = {"dag_id": "sms_campaign", "run_id": "manual__2026-01-01", "task_id": "send"}
@@ -141,7 +140,7 @@ def test_failed_insert_keeps_previous_rows(db, monkeypatch):
         yield [next(rows)]
         raise RuntimeError("connection lost mid-insert")
 
-    monkeypatch.setattr(sql, "_batches", one_batch_then_fail)
+    monkeypatch.setattr(schema, "_batches", one_batch_then_fail)
     with pytest.raises(RuntimeError, match="mid-insert"):
         log(db, frame(["+3", "+4", "+5"], [3, 4, 5]))
     assert db.rows() == [("+1", 1, "error for +1", "api"), ("+2", 2, "error for +2", "api")]

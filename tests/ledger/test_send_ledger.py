@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
 from airflow_provider_voxsms.errors import LedgerError
 from airflow_provider_voxsms.sms.model import Batch, BatchOutcome, text_hash
-from airflow_provider_voxsms.storage.ledger import SendLedger, TaskInstanceKey
+from airflow_provider_voxsms.storage.key import CampaignKey
+from airflow_provider_voxsms.storage.ledger import SendLedger
 
-KEY = TaskInstanceKey("dag", "run-1", "send", -1)
+KEY = CampaignKey("dag", "send", -1, "2026-01-05T00:00:00+00:00", "run-1")
+
+
+def key(run_id: str = "run-1", map_index: int = -1, campaign_id: str | None = None):
+    """A campaign of task dag/send: by default one per run (as a run without a logical date)."""
+    return CampaignKey("dag", "send", map_index, campaign_id or run_id, run_id)
 
 
 @pytest.fixture
@@ -126,8 +136,8 @@ def test_a_takeover_sees_every_claim_the_older_try_made(ledger_conn):
     """Race a takeover against a try claiming as fast as it can: every claim the older try was
     told succeeded must be in what the newer try read, or both would send those numbers."""
     for round_ in range(8):
-        key = TaskInstanceKey("dag", f"race-{round_}", "send", -1)
-        older, newer = SendLedger(ledger_conn, key), SendLedger(ledger_conn, key)
+        race = key(f"race-{round_}")
+        older, newer = SendLedger(ledger_conn, race), SendLedger(ledger_conn, race)
         older.open()
         claimed: list[Batch] = []
         started = threading.Event()
@@ -155,8 +165,8 @@ def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
     takeover holds the row and commits first, the whole group must fail, each claim False."""
     from airflow_provider_voxsms.storage.sql import db_api_hook, transactional
 
-    key = TaskInstanceKey("dag", "queued-group", "send", -1)
-    older = SendLedger(ledger_conn, key)
+    queued_group = key("queued-group")
+    older = SendLedger(ledger_conn, queued_group)
     older.open()
     told: dict[int, bool] = {}
 
@@ -168,7 +178,7 @@ def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
         takeover.cursor().execute(
             f"UPDATE voxsms_send_ledger_leases SET holder = {hook.placeholder} "
             f"WHERE ti_key = {hook.placeholder}",
-            ("newer-try".ljust(32, "0"), key.digest),
+            ("newer-try".ljust(32, "0"), queued_group.digest),
         )
         first = threading.Thread(target=claim, args=(0,))
         first.start()
@@ -182,15 +192,14 @@ def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
         t.join(timeout=30)
     older.close()
     assert told == dict.fromkeys(range(9), False)
-    assert not SendLedger(ledger_conn, key).open().has_earlier, "nothing was claimed"
+    assert not SendLedger(ledger_conn, queued_group).open().has_earlier, "nothing was claimed"
 
 
 def test_tries_opening_at_once_leave_exactly_one_lease_holder(ledger_conn):
     """The first open of a task instance inserts its lease row; tries racing to insert it
     must all open, and exactly one of them may claim."""
     for round_ in range(10):
-        key = TaskInstanceKey("dag", f"first-open-{round_}", "send", -1)
-        tries = [SendLedger(ledger_conn, key) for _ in range(6)]
+        tries = [SendLedger(ledger_conn, key(f"first-open-{round_}")) for _ in range(6)]
         gate, errors = threading.Barrier(len(tries)), []
 
         def open_at_once(ledger: SendLedger, gate=gate, errors=errors) -> None:
@@ -213,11 +222,11 @@ def test_tries_opening_at_once_leave_exactly_one_lease_holder(ledger_conn):
 
 
 def test_another_run_is_another_campaign(ledger_conn):
-    ledger = SendLedger(ledger_conn, KEY)
+    ledger = SendLedger(ledger_conn, key("run-1"))
     ledger.open()
     ledger.claim(batch(1))
     ledger.close()
-    next_run = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-2", "send", -1))
+    next_run = SendLedger(ledger_conn, key("run-2"))
     assert not next_run.open().has_earlier
     assert next_run.claim(batch(1))
     next_run.close()
@@ -230,7 +239,7 @@ def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_con
 
     def shard(map_index: int) -> None:
         try:
-            ledger = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", map_index))
+            ledger = SendLedger(ledger_conn, key(map_index=map_index))
             ledger.open()
             for i in range(40):
                 b = batch(i, size=100)
@@ -247,7 +256,7 @@ def test_parallel_mapped_instances_do_not_block_or_corrupt_each_other(ledger_con
         t.join(timeout=120)
     assert errors == [] and not any(t.is_alive() for t in threads)
     for map_index in range(6):
-        ledger = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", map_index)).open()
+        ledger = SendLedger(ledger_conn, key(map_index=map_index)).open()
         rows = known(ledger, [batch(i, size=100) for i in range(40)])
         ledger.close()
         assert len(rows) == 4000 and set(rows.status) == {"accepted"}
@@ -260,9 +269,9 @@ def test_an_instance_never_waits_for_another_instances_open_transaction(ledger_c
         pytest.skip("SQLite serialises writers by design; parallel writers are a PostgreSQL case")
     from airflow_provider_voxsms.storage.sql import db_api_hook, transactional
 
-    running = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 3))
+    running = SendLedger(ledger_conn, key(map_index=3))
     running.open()
-    other = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 1))
+    other = SendLedger(ledger_conn, key(map_index=1))
     other.open()
     other.close()
     hook = db_api_hook(ledger_conn)
@@ -277,7 +286,7 @@ def test_an_instance_never_waits_for_another_instances_open_transaction(ledger_c
             (other.key.digest, "h" * 16, "{}", "2026-01-01 00:00:00"),
         )
         done: list[str] = []
-        starting = SendLedger(ledger_conn, TaskInstanceKey("dag", "run-1", "send", 2))
+        starting = SendLedger(ledger_conn, key(map_index=2))
         steps = [
             threading.Thread(target=lambda: done.append(starting.open() is not None and "open")),
             threading.Thread(target=lambda: done.append(running.claim(batch(1)) and "claim")),
@@ -353,15 +362,9 @@ def open_with_writer_connection(ledger_conn, monkeypatch, connection) -> SendLed
     """Open a ledger through a real connection, then give its writer ``connection``."""
     from contextlib import nullcontext
 
-    import airflow_provider_voxsms.storage.ledger as ledger_module
+    import airflow_provider_voxsms.storage.writer as writer_module
 
-    real, calls = ledger_module.transactional, []
-
-    def transactional(hook):
-        calls.append(hook)
-        return real(hook) if len(calls) == 1 else nullcontext(connection)
-
-    monkeypatch.setattr(ledger_module, "transactional", transactional)
+    monkeypatch.setattr(writer_module, "transactional", lambda hook: nullcontext(connection))
     ledger = SendLedger(ledger_conn, KEY)
     ledger.open()
     return ledger
@@ -418,3 +421,121 @@ def test_outcomes_written_as_rows_by_earlier_builds_are_still_read():
         assert previous.loc["447400000001", "message_id"] == 11
     previous = _previous(claims, [(tx, rows)])
     assert previous.loc["447400000002", "error_description"] == "blocked"
+
+
+# -- campaigns: keyed by campaign_id, not by DAG run --------------------------------------------
+
+
+def test_runs_of_one_campaign_share_the_ledger_and_another_campaign_does_not(ledger_conn):
+    """A second run for the same interval (a backfill, a run triggered again) resumes the
+    campaign: it sees what the first run settled and left open; the next interval sees none."""
+    first, second = batch(1), batch(2)
+    with SendLedger(ledger_conn, key("scheduled__2026-01-05", campaign_id="2026-01-05")) as run:
+        assert run.claim(first) and run.claim(second)
+        run.record(BatchOutcome(first, accepted=[(n, 7) for n in first.numbers]))
+    again = SendLedger(ledger_conn, key("backfill__2026-01-05", campaign_id="2026-01-05")).open()
+    assert rows_by_status(known(again, [first, second])) == {
+        "accepted": set(first.numbers),
+        "in_flight": set(second.numbers),
+    }
+    assert (again.claimed_earlier, again.settled_earlier, again.open_earlier) == (6, 3, 3)
+    again.close()
+    next_day = SendLedger(ledger_conn, key("scheduled__2026-01-06", campaign_id="2026-01-06"))
+    assert not next_day.open().has_earlier
+    next_day.close()
+
+
+def test_a_run_of_the_campaign_takes_the_lease_from_another_run_still_sending(ledger_conn):
+    older = SendLedger(ledger_conn, key("manual__1", campaign_id="2026-01-05")).open()
+    assert older.claim(batch(1))
+    newer = SendLedger(ledger_conn, key("manual__2", campaign_id="2026-01-05")).open()
+    assert not older.claim(batch(2)), "one campaign, one holder"
+    assert set(known(newer, [batch(1)]).destination_number) == set(batch(1).numbers)
+    older.close(), newer.close()
+
+
+def test_the_campaigns_first_start_is_kept_across_tries(ledger_conn):
+    with SendLedger(ledger_conn, KEY) as first:
+        started = first.started_at
+        assert started.tzinfo is not None
+        assert abs((datetime.now(UTC) - started).total_seconds()) < 5
+    time.sleep(1.1)  # the tables keep seconds
+    with SendLedger(ledger_conn, replace(KEY, run_id="run-2")) as retry:
+        assert retry.started_at == started
+    with SendLedger(ledger_conn, replace(KEY, campaign_id="next")) as other:
+        assert other.started_at > started
+
+
+# The ledger's DDL before campaigns: rows keyed by a digest of the task instance.
+OLD_LEDGER = (
+    """CREATE TABLE voxsms_send_ledger_claims (claim_id CHAR(32) NOT NULL PRIMARY KEY,
+    ti_key CHAR(32) NOT NULL, text_hash CHAR(16) NOT NULL, numbers TEXT NOT NULL,
+    claimed_at TIMESTAMP NOT NULL)""",
+    "CREATE INDEX ix_voxsms_send_ledger_claims_key ON voxsms_send_ledger_claims (ti_key)",
+    """CREATE TABLE voxsms_send_ledger_outcomes (ti_key CHAR(32) NOT NULL,
+    text_hash CHAR(16) NOT NULL, outcome TEXT NOT NULL, recorded_at TIMESTAMP NOT NULL)""",
+    "CREATE INDEX ix_voxsms_send_ledger_outcomes_key ON voxsms_send_ledger_outcomes (ti_key)",
+    """CREATE TABLE voxsms_send_ledger_leases (ti_key CHAR(32) NOT NULL PRIMARY KEY,
+    dag_id VARCHAR(250) NOT NULL, run_id VARCHAR(250) NOT NULL, task_id VARCHAR(250) NOT NULL,
+    map_index INTEGER NOT NULL, holder CHAR(32) NOT NULL, taken_at TIMESTAMP NOT NULL,
+    last_claim_at TIMESTAMP)""",
+)
+
+
+def old_digest(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """``TaskInstanceKey.digest`` as earlier versions computed it."""
+    raw = "\x1f".join((dag_id, run_id, task_id, str(map_index)))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def test_a_ledger_written_by_an_earlier_version_is_migrated_and_resumed(ledger_conn):
+    """Tables made before campaigns get the new columns; a try of the same task instance
+    resumes from the rows earlier tries wrote under the task instance's key, takes their lease
+    (an older build's try still running claims nothing more), and writes under the campaign."""
+    from airflow_provider_voxsms.storage.sql import db_api_hook
+
+    hook, old = db_api_hook(ledger_conn), old_digest("dag", "run-1", "send", -1)
+    for statement in OLD_LEDGER:
+        hook.run(statement)
+    first, second = batch(1), batch(2)
+    hook.insert_rows(
+        "voxsms_send_ledger_leases",
+        [(old, "dag", "run-1", "send", -1, "o" * 32, "2026-01-05 09:00:00")],
+        ["ti_key", "dag_id", "run_id", "task_id", "map_index", "holder", "taken_at"],
+    )
+    hook.insert_rows(
+        "voxsms_send_ledger_claims",
+        [
+            ("a" * 32, old, text_hash("hi"), json.dumps(first.numbers), "2026-01-04 09:00:00"),
+            ("b" * 32, old, text_hash("hi"), json.dumps(second.numbers), "2026-01-04 09:00:01"),
+        ],
+    )
+    rows = [[n, 40 + i] for i, n in enumerate(first.numbers)]  # the old row format
+    outcome = json.dumps({"accepted": rows[:2], "failed": [[first.numbers[2], 509, "blocked"]]})
+    hook.insert_rows(
+        "voxsms_send_ledger_outcomes", [(old, text_hash("hi"), outcome, "2026-01-04 09:00:02")]
+    )
+
+    upgraded = SendLedger(ledger_conn, KEY).open()  # KEY: dag/send/-1 in run-1
+    assert rows_by_status(known(upgraded, [first, second])) == {
+        "accepted": set(first.numbers[:2]),
+        "failed": {first.numbers[2]},
+        "in_flight": set(second.numbers),
+    }
+    assert upgraded.started_at == datetime(2026, 1, 4, 9, 0, tzinfo=UTC), "the first claim"
+    (holder,) = hook.get_first(
+        f"SELECT holder FROM voxsms_send_ledger_leases WHERE ti_key = '{old}'"
+    )
+    assert holder == upgraded.holder, "the older build's try lost its lease"
+    assert upgraded.claim(batch(3))
+    upgraded.close()
+    written = hook.get_records(
+        "SELECT ti_key FROM voxsms_send_ledger_claims WHERE claimed_at > '2026-01-05'"
+    )
+    assert [row[0] for row in written] == [KEY.digest], "new rows under the campaign's key"
+    leases = hook.get_records("SELECT campaign_id, started_at FROM voxsms_send_ledger_leases")
+    assert {row[0] for row in leases} == {KEY.campaign_id, None}, "the old lease: no campaign"
+
+    with SendLedger(ledger_conn, KEY) as retry:
+        assert retry.claimed_earlier == 9 and retry.settled_earlier == 3
+        assert retry.started_at == upgraded.started_at

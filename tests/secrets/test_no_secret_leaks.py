@@ -18,7 +18,7 @@ from airflow.sdk import DAG, task
 from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
-from airflow_provider_voxsms.storage.failed_numbers import log_failed_numbers
+from airflow_provider_voxsms.storage import log_failed_numbers
 
 
 def secret_fragments(emulator) -> set[str]:

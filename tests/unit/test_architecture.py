@@ -211,3 +211,26 @@ def test_imports_from_a_module_with_all_name_only_what_it_lists():
                     and f"{node.module}.{alias.name}" not in known  # a submodule, not a name
                 ]
     assert not wrong, wrong
+
+
+def test_storage_imports_no_operator_trigger_or_hook_and_no_airflow_at_import():
+    """``storage/`` (every table) sits below the operators, triggers and hooks that use it:
+    it imports none of them anywhere, and importing every module of it in a fresh interpreter
+    loads no Airflow (connections are looked up when a table is opened)."""
+    known = modules()
+    storage = sorted(name for name in known if name.startswith(f"{NAME}.storage"))
+    assert f"{NAME}.storage.ledger" in storage
+    upward = ("operators", "triggers", "hooks")
+    for name in storage:
+        bad = sorted(t for t in imports_of(known[name], known) if component(t) in upward)
+        assert not bad, f"{name} imports {bad}"
+    probe = (
+        "import importlib, sys\n"
+        f"for name in {storage!r}: importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'requests')\n"
+        f"             or m.startswith(('{NAME}.hooks', '{NAME}.operators', '{NAME}.triggers')))\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -1,0 +1,226 @@
+"""Every table the provider writes, and the one place that writes their key columns.
+
+A table names its owner first: a task instance (:data:`~.key.TASK_COLUMNS`) for failed
+numbers and delivery statuses; a campaign (:data:`~.key.CAMPAIGN_COLUMNS`, with the
+``run_id`` that wrote the row) for the results. The ledger's claims and outcomes carry a
+digest of the campaign key (``ti_key``), and its leases table maps each digest to the key's
+columns. DDL works on SQLite and PostgreSQL alike. Tables made by earlier versions get the
+columns added since with ``ALTER TABLE ... ADD COLUMN``, each behind its own probe, so an
+upgrade that stopped half-way finishes on the next open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from itertools import islice, repeat
+from typing import Any
+
+from airflow_provider_voxsms.storage.key import CAMPAIGN_COLUMNS, TASK_COLUMNS
+from airflow_provider_voxsms.storage.sql import (
+    check_table_name,
+    db_api_hook,
+    ensure_schema,
+    transactional,
+    utc_now_text,
+    where,
+)
+
+KEY_COLUMN_TYPES = {
+    "dag_id": "VARCHAR(250) NOT NULL",
+    "run_id": "VARCHAR(250) NOT NULL",
+    "task_id": "VARCHAR(250) NOT NULL",
+    "map_index": "INTEGER NOT NULL",
+    "campaign_id": "VARCHAR(250) NOT NULL",
+}
+_INSERT_BATCH_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class Added:
+    """A column added after a table's first version, and the indexes that use it. Older
+    tables get it nullable: their rows have no value for it."""
+
+    column: str
+    type: str
+    indexes: tuple[str, ...] = ()  # names of the schema's indexes to create after it
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A table: its key columns first (types from :data:`KEY_COLUMN_TYPES`), then ``columns``
+    (DDL fragments), indexes named ``ix_<table>_<name>``, and the columns ``added`` since."""
+
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    indexes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    added: tuple[Added, ...] = ()
+
+    def create(self, table: str) -> list[str]:
+        """``CREATE TABLE`` and ``CREATE INDEX`` statements, all ``IF NOT EXISTS``."""
+        lines = [f"{column} {KEY_COLUMN_TYPES[column]}" for column in self.key]
+        lines += list(self.columns)
+        body = ",\n    ".join(lines)
+        statements = [f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n)"]
+        return statements + [self._index(table, name) for name in self.indexes]
+
+    def probe(self, table: str) -> str:
+        """A query that fails while the table does not exist."""
+        first = self.key[0] if self.key else self.columns[0].split()[0]
+        return f"SELECT {first} FROM {table} WHERE 1 = 0"
+
+    def upgrade(self, conn: Any, table: str) -> None:
+        """Add the columns older versions of the table lack (a probe each, then ALTER)."""
+        for added in self.added:
+            ensure_schema(
+                conn,
+                [f"ALTER TABLE {table} ADD COLUMN {added.column} {added.type}"]
+                + [self._index(table, name) for name in added.indexes],
+                probe=f"SELECT {added.column} FROM {table} WHERE 1 = 0",
+            )
+
+    def ensure(self, conn: Any, table: str) -> None:
+        """Create the table where absent, and bring an older one up to date."""
+        ensure_schema(conn, self.create(table), probe=self.probe(table))
+        self.upgrade(conn, table)
+
+    def replace(
+        self,
+        conn_id: str,
+        table: str,
+        key: Mapping[str, Any],
+        columns: Sequence[str],
+        values: Sequence[Sequence[Any]],
+    ) -> int:
+        """Replace the rows of ``table`` whose key columns hold ``key`` in one transaction
+        (the table made first where needed); return the rows written.
+
+        ``key`` maps this schema's key columns to their values; ``values`` holds one sequence
+        per name in ``columns`` (Python values, None for NULL), and the last of ``columns``
+        gets the UTC time of the call.
+        """
+        check_table_name(table)
+        if tuple(key) != self.key:
+            raise ValueError(f"the key must give {self.key}, got {tuple(key)}")
+        hook = db_api_hook(conn_id)
+        n_rows = len(values[0]) if values else 0
+        now = utc_now_text(timespec="auto")
+        owner = tuple(key.values())
+        rows = zip(*(repeat(v, n_rows) for v in owner), *values, repeat(now, n_rows), strict=True)
+        names = [*self.key, *columns]
+        insert_sql = hook.dialect.generate_insert_sql(table, names, names)
+        with transactional(hook) as conn:
+            self.ensure(conn, table)
+            with closing(conn.cursor()) as cur:
+                cur.execute(f"DELETE FROM {table} WHERE {where(hook, self.key)}", owner)
+                for batch in _batches(rows, _INSERT_BATCH_ROWS):
+                    cur.executemany(insert_sql, batch)
+            conn.commit()
+        hook.log.info("Wrote %d rows to %s for %s", n_rows, table, owner)
+        return n_rows
+
+    def _index(self, table: str, name: str) -> str:
+        columns = ", ".join(self.indexes[name])
+        return f"CREATE INDEX IF NOT EXISTS ix_{table}_{name} ON {table} ({columns})"
+
+
+def ensure_tables(conn: Any, tables: Sequence[tuple[TableSchema, str]]) -> None:
+    """Create several tables as one step (probing the last), then upgrade each."""
+    statements = [statement for schema, table in tables for statement in schema.create(table)]
+    last, last_table = tables[-1]
+    ensure_schema(conn, statements, probe=last.probe(last_table))
+    for schema, table in tables:
+        schema.upgrade(conn, table)
+
+
+def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    while batch := list(islice(rows, size)):
+        yield batch
+
+
+# -- the send ledger (storage.ledger): claims and outcomes under the campaign's digest ---------
+
+LEDGER_CLAIMS = TableSchema(
+    key=(),
+    columns=(
+        "claim_id CHAR(32) NOT NULL PRIMARY KEY",
+        "ti_key CHAR(32) NOT NULL",
+        "text_hash CHAR(16) NOT NULL",
+        "numbers TEXT NOT NULL",
+        "claimed_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"key": ("ti_key",)},
+)
+LEDGER_OUTCOMES = TableSchema(
+    key=(),
+    columns=(
+        "ti_key CHAR(32) NOT NULL",
+        "text_hash CHAR(16) NOT NULL",
+        "outcome TEXT NOT NULL",
+        "recorded_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"key": ("ti_key",)},
+)
+# One row per campaign digest; ``run_id`` is the run of the try holding it. Rows written
+# before campaigns existed hold a task instance's digest and no campaign_id.
+LEDGER_LEASES = TableSchema(
+    key=("dag_id", "run_id", "task_id", "map_index", "campaign_id"),
+    columns=(
+        "ti_key CHAR(32) NOT NULL PRIMARY KEY",
+        "holder CHAR(32) NOT NULL",
+        "taken_at TIMESTAMP NOT NULL",
+        "started_at TIMESTAMP",
+        "last_claim_at TIMESTAMP",
+    ),
+    added=(Added("campaign_id", "VARCHAR(250)"), Added("started_at", "TIMESTAMP")),
+)
+
+# -- one row per input row of a campaign (storage.results) ------------------------------------
+
+RESULTS = TableSchema(
+    key=("dag_id", "run_id", "task_id", "map_index", "campaign_id"),
+    columns=(
+        "destination_number VARCHAR(16)",
+        "input_number TEXT",
+        "outcome VARCHAR(16) NOT NULL",
+        "message_id BIGINT",
+        "error_code BIGINT",
+        "reason TEXT",
+        "time_zone TEXT",
+        "next_window_start VARCHAR(40)",
+        "recorded_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"campaign": CAMPAIGN_COLUMNS},
+    added=(Added("campaign_id", "VARCHAR(250)", indexes=("campaign",)),),
+)
+
+# -- rows a user's DAG writes per task instance (storage.failed_numbers, .delivery_status) -----
+
+FAILED_NUMBERS = TableSchema(
+    key=TASK_COLUMNS,
+    columns=(
+        "destination_number TEXT",
+        "input_number TEXT",
+        "error_code BIGINT",
+        "error_description TEXT",
+        "stage VARCHAR(16) NOT NULL",
+        "logged_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"ti": ("dag_id", "run_id", "task_id")},
+    added=(Added("input_number", "TEXT"),),
+)
+DELIVERY_STATUS = TableSchema(
+    key=TASK_COLUMNS,
+    columns=(
+        "message_id BIGINT NOT NULL",
+        "destination_number TEXT",
+        "delivery_status VARCHAR(16) NOT NULL",
+        "error_message TEXT",
+        "fragments INTEGER",
+        "cost DOUBLE PRECISION",
+        "processing_date TEXT",
+        "checked_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"ti": ("dag_id", "run_id", "task_id")},
+)
