@@ -27,6 +27,8 @@ from airflow_provider_voxsms.sms.model import A2PSendSmsResponse, Batch, BatchOu
 
 log = logging.getLogger(__name__)
 
+CAPPED_REASON = "frequency cap reached: not sent (see frequency_cap)"
+
 SendFn = Callable[[Batch], A2PSendSmsResponse]
 
 
@@ -131,7 +133,7 @@ class Progress:
         self.started = self._last = time.monotonic()
 
     def add(self, outcome: BatchOutcome, force: bool = False) -> None:
-        self.done += len(outcome.batch.numbers)
+        self.done += len(outcome.batch.numbers) + len(outcome.capped)
         self.failed += len(outcome.failed) + len(outcome.not_sent)
         self.unknown += len(outcome.unknown)
         now = time.monotonic()
@@ -163,7 +165,7 @@ def dispatch(
     total_numbers: int,
     max_concurrency: int = 16,
     requests_per_second: float | None = None,
-    claim: Callable[[Batch], bool] | None = None,
+    claim: Callable[[Batch], Batch | None] | None = None,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     api_reached: threading.Event | None = None,
     progress_interval_s: float = 10.0,
@@ -196,13 +198,25 @@ def dispatch(
     def run(batch: Batch) -> BatchOutcome:
         if stop.is_set():
             return not_started(batch, result.stopped_by)
+        capped: list[tuple[str, str]] = []
         try:
-            if claim is not None and not claim(batch):
+            claimed = claim(batch) if claim is not None else batch
+            if claimed is None:
                 why = "held by another try of this task instance (see the send ledger)"
                 return BatchOutcome(batch, unknown=[(n, why) for n in batch.numbers], owned=False)
         except Exception as error:
             stop_after(error)
             return not_started(batch, error)
+        if claimed.numbers != batch.numbers:  # the ledger refused some: a frequency cap
+            kept = set(claimed.numbers)
+            capped = [(n, CAPPED_REASON) for n in batch.numbers if n not in kept]
+            if not claimed.numbers:
+                return BatchOutcome(claimed, capped=capped)
+        outcome = _sent(claimed)  # its batch is what was claimed (the ledger's record of it)
+        outcome.capped = capped
+        return outcome
+
+    def _sent(batch: Batch) -> BatchOutcome:
         limiter.acquire()
         started = time.time()
         try:

@@ -35,15 +35,16 @@ OUTCOME_SUMMARY_KEYS = {
     "duplicate": "duplicates",
     "suppressed": "suppressed",
     "deferred": "outside_window",
+    "capped": "capped",
 }
 # Which outcomes each of the send's output XComs holds, and the failed numbers' stages.
 XCOM_OUTCOMES = {
     "accepted_numbers": ["accepted"],
-    "failed_numbers": ["invalid", "failed", "not_sent"],
+    "failed_numbers": ["invalid", "failed", "not_sent", "capped"],
     "unknown_numbers": ["unknown"],
     "deferred_numbers": ["deferred"],
 }
-_STAGES = {"invalid": "validation", "failed": "api", "not_sent": "not_sent"}
+_STAGES = {"invalid": "validation", "failed": "api", "not_sent": "not_sent", "capped": "capped"}
 
 AsWritten = Callable[[list[str]], list[str]]
 
@@ -135,13 +136,14 @@ def held_rows(suppressed: pd.DataFrame, deferred: pd.DataFrame, as_written: AsWr
 
 
 def sent_rows(report: CampaignReport, as_written: AsWritten) -> pd.DataFrame:
-    """The rows of a report's final answers: accepted, failed, not sent and unknown."""
+    """The rows of a report's final answers: accepted, failed, not sent, unknown, capped."""
     frames = []
     for outcome, columns in (
         ("accepted", ["destination_number", "message_id"]),
         ("failed", ["destination_number", "error_code", "reason"]),
         ("not_sent", ["destination_number", "error_code", "reason"]),
         ("unknown", ["destination_number", "reason"]),
+        ("capped", ["destination_number", "reason"]),
     ):
         entries = [entry for o in report.outcomes for entry in getattr(o, outcome)]
         if entries:

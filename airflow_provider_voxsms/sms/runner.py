@@ -144,6 +144,7 @@ SUMMARY_KEYS = (
     "failed",
     "not_sent",
     "unknown",
+    "capped",
     "earlier",
     "reconciled",
     "resent",

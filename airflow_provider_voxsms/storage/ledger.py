@@ -221,14 +221,14 @@ class SendLedger:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def claim(self, batch: Batch) -> bool:
-        """Record a batch as in flight, committed, before it is sent.
+    def claim(self, batch: Batch) -> Batch | None:
+        """Record a batch as in flight, committed, before it is sent; return the batch claimed.
 
-        Returns False when a newer try of this campaign has taken the lease over: that try
+        Returns None when a newer try of this campaign has taken the lease over: that try
         owns the numbers this one has not claimed yet.
         """
         if self._lease_lost:
-            return False
+            return None
         mark, claim_id, now = self._hook.placeholder, uuid.uuid4().hex, utc_now_text()
         lock = (
             f"UPDATE {self.table}_leases SET last_claim_at = {mark} "
@@ -254,9 +254,9 @@ class SendLedger:
                 "A newer try of this campaign took the send ledger over; this try claims "
                 "nothing more and reports its unclaimed numbers as unknown."
             )
-            return False
+            return None
         self._claims[(batch.text, batch.numbers)] = claim_id
-        return True
+        return batch
 
     def record(self, outcome: BatchOutcome) -> None:
         """Record a batch's outcome (queued; committed with the next group)."""

@@ -88,7 +88,7 @@ class FakeLedger:
 
     def claim(self, batch):
         self.claims.append(batch)
-        return True
+        return batch
 
     def record(self, outcome):
         self.records.append(outcome)

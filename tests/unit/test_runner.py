@@ -18,7 +18,8 @@ from sms_fakes import FakeApi, FakeLedger, ListSink, every_nth
 
 from airflow_provider_voxsms.errors import RecipientsError
 from airflow_provider_voxsms.sms.campaign import CampaignSettings
-from airflow_provider_voxsms.sms.model import ACCEPTED, text_hash
+from airflow_provider_voxsms.sms.model import ACCEPTED, Batch, text_hash
+from airflow_provider_voxsms.sms.report import xcom_frames
 from airflow_provider_voxsms.sms.runner import CampaignRunner, RunnerSettings
 from airflow_provider_voxsms.sms.suppression import opt_outs
 from airflow_provider_voxsms.sms.window import SendWindow
@@ -32,6 +33,7 @@ COUNTS = (
     "failed",
     "not_sent",
     "unknown",
+    "capped",
     "invalid",
     "duplicates",
     "suppressed",
@@ -190,6 +192,28 @@ def test_a_number_sent_before_it_opted_out_stays_accepted_on_a_rerun():
         13,
     }
     adds_up(summary, sink)
+
+
+def test_numbers_the_ledger_refuses_at_their_claim_are_capped_not_sent():
+    """A frequency cap is judged when a number is claimed: the ledger claims the rest of the
+    batch, and the refused numbers end ``capped`` (in the failed numbers, stage ``capped``)."""
+
+    class CappingLedger(FakeLedger):
+        def claim(self, batch):
+            self.claims.append(batch)
+            return Batch(
+                batch.index, batch.text, tuple(n for n in batch.numbers if n not in UK[:2])
+            )
+
+    result, api, sink = run(UK[:4], ledger=CappingLedger())
+    assert set(sent(api)) == {(UK[2], "Hello"), (UK[3], "Hello")}
+    summary = result.summary
+    assert (summary["accepted"], summary["capped"]) == (2, 2)
+    adds_up(summary, sink)
+    failed = xcom_frames(sink.rows)["failed_numbers"]
+    assert set(failed["stage"]) == {"capped"} and set(failed["destination_number"]) == set(UK[:2])
+    all_capped, api, _ = run(UK[:2], ledger=CappingLedger())
+    assert all_capped.summary["capped"] == 2 and api.calls == 0
 
 
 # -- send windows --------------------------------------------------------------------------------
