@@ -24,7 +24,7 @@ from airflow_provider_voxsms.errors import (
     VoximplantApiError,
 )
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
-from airflow_provider_voxsms.operators.send_arguments import check_arguments
+from airflow_provider_voxsms.operators.send_arguments import check_arguments, seconds
 from airflow_provider_voxsms.sms.campaign import CampaignSettings
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
 from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS, XCOM_OUTCOMES, RowsInMemory
@@ -135,6 +135,20 @@ class A2PSendSmsOperator(BaseOperator):
         ``ledger_conn_id``: each wait resumes from the ledger).
     :param deferrable: wait for send windows in the triggerer instead of a worker slot.
     :param max_segments: refuse to start when the planned segments exceed this.
+    :param dedupe: ``"number"`` (default): one message per person, the first row of a number
+        wins and later rows are ``duplicate`` whatever their text (the log counts the numbers
+        whose rows had different texts); ``"number_and_text"``: a number may get several
+        different texts (notices), each once.
+    :param smart_encoding: replace characters that alone force UCS-2 (curly quotes, dashes,
+        ellipsis, special spaces...) by their GSM-7 look-alikes when that makes the whole text
+        GSM-7; return keys ``smart_encoded`` and ``segments_saved``. Without it the plan warns
+        which characters cost segments.
+    :param frequency_cap: ``(count, timedelta)``: at most ``count`` messages per number within
+        that trailing window over every campaign that uses the same ledger, judged when the
+        number is claimed; numbers over it end ``capped``. Needs ``ledger_conn_id``.
+    :param validity_period: a ``timedelta`` or seconds: rows not sent within this time of the
+        campaign's first start (as the ledger recorded it; without a ledger, this try's start)
+        end ``expired`` and are never sent (retries, waits and settle re-sends included).
     :param campaign_id: which campaign this task instance's sends belong to in the ledger and
         the results table (templated). Default: the DAG run's logical date, else its run id,
         so re-running the same interval resumes the same campaign and sends nobody twice; set
@@ -197,6 +211,10 @@ class A2PSendSmsOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_segments: int | None = None,
         campaign_id: str | None = None,
+        dedupe: str = "number",
+        smart_encoding: bool = False,
+        frequency_cap: tuple[int, timedelta] | None = None,
+        validity_period: timedelta | float | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -236,6 +254,10 @@ class A2PSendSmsOperator(BaseOperator):
         self.deferrable = deferrable
         self.max_segments = max_segments
         self.campaign_id = campaign_id
+        self.dedupe = dedupe
+        self.smart_encoding = smart_encoding
+        self.frequency_cap = frequency_cap
+        self.validity_period = validity_period
         self.window = check_arguments(self)
 
     @cached_property
@@ -301,6 +323,9 @@ class A2PSendSmsOperator(BaseOperator):
             dry_run=self.dry_run,
             max_recipients=self.max_recipients,
             max_segments=self.max_segments,
+            dedupe=self.dedupe,
+            smart_encoding=self.smart_encoding,
+            validity_s=seconds(self.validity_period),
         )
 
     def _finish(self, ti, result: PassResult, sink) -> dict:

@@ -3,6 +3,7 @@ there, with a message that names the parameter and the fix."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
@@ -72,6 +73,25 @@ def check_arguments(op: Any) -> SendWindow | None:
             "from the send ledger after each wait, so nothing is sent twice.",
         ),
         (
+            op.dedupe not in ("number", "number_and_text"),
+            f"dedupe is 'number' or 'number_and_text', got {op.dedupe!r}.",
+        ),
+        (
+            op.frequency_cap is not None and not _is_cap(op.frequency_cap),
+            "frequency_cap is (count, timedelta), e.g. (1, timedelta(hours=24)), with count "
+            f">= 1 and a positive window; got {op.frequency_cap!r}.",
+        ),
+        (
+            op.frequency_cap is not None and not op.ledger_conn_id,
+            "frequency_cap needs ledger_conn_id: the ledger counts what every campaign sent "
+            "to each number, and judges a number when it is claimed.",
+        ),
+        (
+            op.validity_period is not None and not (seconds(op.validity_period) or 0) > 0,
+            "validity_period is a positive timedelta or number of seconds, got "
+            f"{op.validity_period!r}.",
+        ),
+        (
             op.max_segments is not None and _not_positive(op.max_segments),
             f"max_segments must be >= 1, got {op.max_segments}.",
         ),
@@ -94,3 +114,21 @@ def check_arguments(op: Any) -> SendWindow | None:
 def _not_positive(value: Any) -> bool:
     """True for anything but an integer >= 1 (a bool is no count)."""
     return isinstance(value, bool) or not isinstance(value, int) or value < 1
+
+
+def seconds(value: Any) -> float | None:
+    """A ``timedelta`` or a number of seconds as seconds (None stays None; anything else,
+    such as a bool or a string, is not a duration: None)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _is_cap(cap: Any) -> bool:
+    """A ``(count, timedelta)`` pair with a count >= 1 and a positive window."""
+    if not isinstance(cap, tuple | list) or len(cap) != 2:
+        return False
+    count, window = cap
+    return not _not_positive(count) and isinstance(window, timedelta) and window.total_seconds() > 0

@@ -58,9 +58,12 @@ class SmsApi(SmsHistory, Protocol):
 
 class Ledger(Protocol):
     """Where a campaign claims batches before sending and records outcomes (``SendLedger``);
-    ``earlier`` says what earlier tries knew of some rows (see ``sms.resume``)."""
+    ``earlier`` says what earlier tries knew of some rows (see ``sms.resume``); ``started_at``
+    is when the campaign first started (its validity period counts from there)."""
 
-    def claim(self, batch: Batch) -> bool: ...
+    started_at: datetime | None
+
+    def claim(self, batch: Batch) -> Batch | None: ...
 
     def record(self, outcome: BatchOutcome) -> None: ...
 
@@ -100,6 +103,8 @@ class PassSender:
     :param hold: given rows about to be sent (after resuming), which of them to keep back (a
         boolean mask; they end in ``report.held``). A settle round's re-sends are judged when
         they go, so a window that closed meanwhile holds them too.
+    :param expired: whether the campaign's validity period is over: batches that would start
+        after it are ``expired`` (settle re-sends too).
     """
 
     def __init__(
@@ -111,8 +116,10 @@ class PassSender:
         hold: Hold | None = None,
         logger: logging.Logger = log,
         sleep: Callable[[float], None] = time.sleep,
+        expired: Callable[[], bool] | None = None,
     ) -> None:
         self.api, self.settings, self.ledger, self.hold = api, settings, ledger, hold
+        self.expired = expired
         self.log, self.sleep = logger, sleep
         self.stopped_by: BaseException | None = None
         self.open_numbers: list[OpenNumber] = []
@@ -209,6 +216,7 @@ class PassSender:
             claim=ledger.claim if ledger is not None else None,
             on_outcome=ledger.record if ledger is not None else None,
             api_reached=self._api_reached,
+            expired=self.expired,
             progress_interval_s=self.settings.progress_interval_s,
             logger=self.log,
         )

@@ -28,6 +28,7 @@ from airflow_provider_voxsms.sms.model import A2PSendSmsResponse, Batch, BatchOu
 log = logging.getLogger(__name__)
 
 CAPPED_REASON = "frequency cap reached: not sent (see frequency_cap)"
+EXPIRED_REASON = "validity period over before it was sent (see validity_period)"
 
 SendFn = Callable[[Batch], A2PSendSmsResponse]
 
@@ -168,6 +169,7 @@ def dispatch(
     claim: Callable[[Batch], Batch | None] | None = None,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     api_reached: threading.Event | None = None,
+    expired: Callable[[], bool] | None = None,
     progress_interval_s: float = 10.0,
     logger: logging.Logger = log,
 ) -> Dispatched:
@@ -180,7 +182,8 @@ def dispatch(
     ``api_reached`` is set once the API answers anything; pass the same event to every
     dispatch of a campaign, so that a connection failure after the API has answered is a
     batch to send again, not a wrong host that stops the run. After an error that stops the
-    run, batches that were not started are ``not_sent``.
+    run, batches that were not started are ``not_sent``. A batch about to start once
+    ``expired()`` says the campaign's validity period is over is ``expired``, not sent.
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -198,6 +201,8 @@ def dispatch(
     def run(batch: Batch) -> BatchOutcome:
         if stop.is_set():
             return not_started(batch, result.stopped_by)
+        if expired is not None and expired():
+            return BatchOutcome(batch, expired=[(n, EXPIRED_REASON) for n in batch.numbers])
         capped: list[tuple[str, str]] = []
         try:
             claimed = claim(batch) if claim is not None else batch

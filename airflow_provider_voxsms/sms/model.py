@@ -20,7 +20,7 @@ MAX_BATCH_SIZE = 100  # A2PSendSms accepts at most 100 destination numbers per r
 # ``validation`` (never sent), ``api`` (the API refused the number), ``not_sent`` (never reached
 # the API) or ``delivery`` (accepted, then not delivered).
 FAILED_COLUMNS = ["destination_number", "input_number", "error_code", "error_description", "stage"]
-FAILED_STAGES = ("validation", "api", "not_sent", "capped", "delivery")
+FAILED_STAGES = ("validation", "api", "not_sent", "capped", "expired", "delivery")
 
 # Each input row's outcome in the results table (``results.ResultsTable``), one of ``OUTCOMES``.
 OUTCOMES = (
@@ -33,6 +33,7 @@ OUTCOMES = (
     "suppressed",
     "deferred",
     "capped",
+    "expired",
 )
 OUTCOME_COLUMNS = [
     "destination_number",
@@ -86,7 +87,8 @@ class BatchOutcome:
     ``accepted``: (number, message_id); ``failed``: the API refused the number (number, code,
     why); ``not_sent``: the request provably never reached the API (number, code, why);
     ``unknown``: it may or may not have been processed (number, why); ``capped``: the ledger
-    refused the number at its claim, a frequency cap being reached (number, why). ``retry_later`` marks a
+    refused the number at its claim, a frequency cap being reached (number, why); ``expired``:
+    the campaign's validity period ended before it was sent (number, why). ``retry_later`` marks a
     ``not_sent`` batch that may be sent again in this run (throttled past the hook's attempts),
     as opposed to one the run stopped before. ``owned`` is False when another try of the task
     holds these numbers. ``started_at`` / ``finished_at`` are epoch seconds around the request.
@@ -98,6 +100,7 @@ class BatchOutcome:
     not_sent: list[tuple[str, int | None, str]] = field(default_factory=list)
     unknown: list[tuple[str, str]] = field(default_factory=list)
     capped: list[tuple[str, str]] = field(default_factory=list)
+    expired: list[tuple[str, str]] = field(default_factory=list)
     fragments: int = 0
     retry_later: bool = False
     owned: bool = True

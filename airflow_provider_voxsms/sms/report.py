@@ -36,15 +36,22 @@ OUTCOME_SUMMARY_KEYS = {
     "suppressed": "suppressed",
     "deferred": "outside_window",
     "capped": "capped",
+    "expired": "expired",
 }
 # Which outcomes each of the send's output XComs holds, and the failed numbers' stages.
 XCOM_OUTCOMES = {
     "accepted_numbers": ["accepted"],
-    "failed_numbers": ["invalid", "failed", "not_sent", "capped"],
+    "failed_numbers": ["invalid", "failed", "not_sent", "capped", "expired"],
     "unknown_numbers": ["unknown"],
     "deferred_numbers": ["deferred"],
 }
-_STAGES = {"invalid": "validation", "failed": "api", "not_sent": "not_sent", "capped": "capped"}
+_STAGES = {
+    "invalid": "validation",
+    "failed": "api",
+    "not_sent": "not_sent",
+    "capped": "capped",
+    "expired": "expired",
+}
 
 AsWritten = Callable[[list[str]], list[str]]
 
@@ -136,7 +143,8 @@ def held_rows(suppressed: pd.DataFrame, deferred: pd.DataFrame, as_written: AsWr
 
 
 def sent_rows(report: CampaignReport, as_written: AsWritten) -> pd.DataFrame:
-    """The rows of a report's final answers: accepted, failed, not sent, unknown, capped."""
+    """The rows of a report's final answers: accepted, failed, not sent, unknown, capped,
+    expired."""
     frames = []
     for outcome, columns in (
         ("accepted", ["destination_number", "message_id"]),
@@ -144,6 +152,7 @@ def sent_rows(report: CampaignReport, as_written: AsWritten) -> pd.DataFrame:
         ("not_sent", ["destination_number", "error_code", "reason"]),
         ("unknown", ["destination_number", "reason"]),
         ("capped", ["destination_number", "reason"]),
+        ("expired", ["destination_number", "reason"]),
     ):
         entries = [entry for o in report.outcomes for entry in getattr(o, outcome)]
         if entries:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,6 +67,7 @@ class RunnerSettings:
     dry_run: bool = False
     max_recipients: int | None = None
     max_segments: int | None = None
+    validity_s: float | None = None  # rows not sent this long after the campaign's start expire
 
     @property
     def per_row_texts(self) -> bool:
@@ -145,6 +146,7 @@ SUMMARY_KEYS = (
     "not_sent",
     "unknown",
     "capped",
+    "expired",
     "earlier",
     "reconciled",
     "resent",
@@ -196,6 +198,7 @@ class CampaignRunner:
                 hold=self._hold,
                 logger=self.log,
                 sleep=self.sleep,
+                expired=self._expiry(now),
             )
         state = _Pass(now, sender, SeenKeys() if streamed else None)
         if streamed and s.dedupe == "number" and s.per_row_texts:
@@ -298,6 +301,15 @@ class CampaignRunner:
         if self.settings.window is None or rows.empty:
             return np.zeros(len(rows), dtype=bool)
         return ~assess(rows["phone"], self.settings.window, now)["inside"].to_numpy(bool)
+
+    def _expiry(self, now: datetime) -> Callable[[], bool] | None:
+        """Whether the validity period is over, counted from the campaign's first start as
+        the ledger recorded it (without a ledger: this try's start)."""
+        if self.settings.validity_s is None:
+            return None
+        started = getattr(self.ledger, "started_at", None) or now
+        deadline = started + timedelta(seconds=self.settings.validity_s)
+        return lambda: self.clock() >= deadline
 
     def _hold(self, rows: pd.DataFrame) -> np.ndarray:
         """Rows not to send now: opted out, or outside their window at this moment (judged

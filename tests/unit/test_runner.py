@@ -8,7 +8,7 @@ XComs, deferral, the ledger's tables) are tested through DAG runs in tests/dags.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -34,6 +34,7 @@ COUNTS = (
     "not_sent",
     "unknown",
     "capped",
+    "expired",
     "invalid",
     "duplicates",
     "suppressed",
@@ -214,6 +215,52 @@ def test_numbers_the_ledger_refuses_at_their_claim_are_capped_not_sent():
     assert set(failed["stage"]) == {"capped"} and set(failed["destination_number"]) == set(UK[:2])
     all_capped, api, _ = run(UK[:2], ledger=CappingLedger())
     assert all_capped.summary["capped"] == 2 and api.calls == 0
+
+
+def test_a_retry_after_the_validity_period_sends_nothing_and_succeeds_with_the_counts():
+    """3,000 numbers, 1,000 accepted by the first try, the retry 20 s after the campaign's
+    first start with a validity period of 15 s: the rest expire, none is sent."""
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    ledger = FakeLedger(earlier_frame(numbers(1000), "Hello"))
+    ledger.started_at = start
+    result, api, sink = run(
+        numbers(3000), ledger=ledger, at=start + timedelta(seconds=20), validity_s=15
+    )
+    summary = result.summary
+    assert (summary["accepted"], summary["expired"], summary["earlier"]) == (1000, 2000, 1000)
+    assert api.calls == 0 and result.stopped_by is None
+    adds_up(summary, sink)
+    assert set(xcom_frames(sink.rows)["failed_numbers"]["stage"]) == {"expired"}
+
+
+def test_a_settle_re_send_after_the_validity_period_expires_instead_of_going_out():
+    moments = iter([datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)] * 2)  # start, first batch
+    late = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
+    api = FakeApi(lambda call, batch: "reset" if call == 1 else None)  # never arrived
+    sink = ListSink()
+    settings_ = RunnerSettings(SENDING, text="Hello", validity_s=15)
+    runner = CampaignRunner(
+        settings_, api=api, sink=sink, clock=lambda: next(moments, late), sleep=lambda s: None
+    )
+    result = runner.run(lambda: iter([UK[:3]]), streamed=False)
+    assert api.sent() == Counter() and result.summary["expired"] == 3
+    adds_up(result.summary, sink)
+
+
+def earlier_frame(accepted: list[str], text: str) -> pd.DataFrame:
+    """What a ledger knows when an earlier try had these numbers accepted."""
+    frame = pd.DataFrame(
+        {
+            "destination_number": accepted,
+            "text_hash": text_hash(text),
+            "status": ACCEPTED,
+            "message_id": pd.array(range(1, len(accepted) + 1), dtype="Int64"),
+            "error_code": pd.array([None] * len(accepted), dtype="Int64"),
+            "error_description": None,
+            "claimed_at": 0.0,
+        }
+    )
+    return frame.set_index(pd.Index(frame["destination_number"], name="destination_number"))
 
 
 # -- send windows --------------------------------------------------------------------------------
