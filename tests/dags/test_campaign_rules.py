@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -223,6 +223,12 @@ def test_wait_mode_without_deferral_sleeps_in_the_worker(
         ({"send_window": ("09:00", "20:00"), "outside_window": "later"}, "outside_window"),
         ({"send_window": ("09:00", "20:00"), "outside_window": "wait"}, "ledger_conn_id"),
         ({"max_segments": 0}, "max_segments"),
+        ({"dedupe": "text"}, "dedupe is 'number' or 'number_and_text'"),
+        ({"frequency_cap": (1, timedelta(hours=24))}, "frequency_cap needs ledger_conn_id"),
+        ({"frequency_cap": (0, timedelta(hours=1)), "ledger_conn_id": "db"}, "count >= 1"),
+        ({"frequency_cap": (1, 3600), "ledger_conn_id": "db"}, r"\(count, timedelta\)"),
+        ({"validity_period": -5}, "validity_period is a positive"),
+        ({"validity_period": "1h"}, "validity_period is a positive"),
     ],
 )
 def test_bad_window_and_budget_settings_are_refused_when_the_dag_is_parsed(kwargs, match):
