@@ -607,12 +607,12 @@ def _retry(uri: str, emu, n: int, chunk_rows: int, warmup: int, say, copies: int
     _reset_tables(uri)
     emu.reset()
     stop_at = n * 9 // 10
-    spec = {"n": n, "chunk_rows": chunk_rows, "warmup": min(warmup, n)}
+    spec = {"n": n, "chunk_rows": chunk_rows, "warmup": 0}  # a warm-up resets the faults
     spec["run_id"] = f"bench-retry-{uuid.uuid4().hex}"
     emu.set_faults(insufficient_money_after=stop_at)
     first = run_child({**spec, "expect_stop": True}, timeout_s=max(600.0, n * 600e-6))
     emu.set_faults(insufficient_money_after=None)
-    retry = run_child({**spec, "warmup": 0}, timeout_s=max(600.0, n * 600e-6))
+    retry = run_child(spec, timeout_s=max(600.0, n * 600e-6))
     stats, outcomes = emu.stats(), _results_of(uri, spec["run_id"])
     result = {"n": n, "stop_at": stop_at, "first": first, "retry": retry}
     result.update(duplicates=stats["duplicates"], outcomes=outcomes)

@@ -30,6 +30,7 @@ from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
 from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS, XCOM_OUTCOMES, RowsInMemory
 from airflow_provider_voxsms.sms.runner import CampaignRunner, PassResult, RunnerSettings
 from airflow_provider_voxsms.sms.suppression import OptOuts, opt_outs
+from airflow_provider_voxsms.sms.variants import Variants
 from airflow_provider_voxsms.storage.key import CampaignKey
 from airflow_provider_voxsms.storage.ledger import SendLedger
 from airflow_provider_voxsms.storage.results import ResultsTable
@@ -149,6 +150,17 @@ class A2PSendSmsOperator(BaseOperator):
     :param validity_period: a ``timedelta`` or seconds: rows not sent within this time of the
         campaign's first start (as the ledger recorded it; without a ledger, this try's start)
         end ``expired`` and are never sent (retries, waits and settle re-sends included).
+    :param text_variants: ``{"A": "...", "B": "..."}``: texts by variant (templates allowed;
+        instead of ``text``/``text_column``). Each number's variant comes from a stable hash of
+        ``variant_seed`` and the normalised number, so retries, clears and later runs give a
+        number the same variant. The results table and ``accepted_numbers`` get ``variant``;
+        the return value gets ``variants`` (``{name: {"recipients": n, "accepted": n}}``).
+        (templated)
+    :param variant_weights: ``{"A": 1, "B": 3}``: relative shares (default equal).
+    :param holdout: a share (0 to 0.5) of numbers never sent, to compare with: outcome and
+        return key ``held_out``, variant ``holdout``.
+    :param variant_seed: the hash's seed (default ``"<dag_id>.<task_id>"``); a new seed draws
+        the variants anew.
     :param campaign_id: which campaign this task instance's sends belong to in the ledger and
         the results table (templated). Default: the DAG run's logical date, else its run id,
         so re-running the same interval resumes the same campaign and sends nobody twice; set
@@ -169,6 +181,7 @@ class A2PSendSmsOperator(BaseOperator):
         "suppression_list",
         "suppression_sql",
         "campaign_id",
+        "text_variants",
     )
     ui_color = "#d6eaff"
 
@@ -215,6 +228,10 @@ class A2PSendSmsOperator(BaseOperator):
         smart_encoding: bool = False,
         frequency_cap: tuple[int, timedelta] | None = None,
         validity_period: timedelta | float | None = None,
+        text_variants: dict[str, str] | None = None,
+        variant_weights: dict[str, float] | None = None,
+        holdout: float = 0.0,
+        variant_seed: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -258,6 +275,10 @@ class A2PSendSmsOperator(BaseOperator):
         self.smart_encoding = smart_encoding
         self.frequency_cap = frequency_cap
         self.validity_period = validity_period
+        self.text_variants = text_variants
+        self.variant_weights = variant_weights
+        self.holdout = holdout
+        self.variant_seed = variant_seed
         self.window = check_arguments(self)
 
     @cached_property
@@ -326,7 +347,18 @@ class A2PSendSmsOperator(BaseOperator):
             dedupe=self.dedupe,
             smart_encoding=self.smart_encoding,
             validity_s=seconds(self.validity_period),
+            variants=self._variants(),
         )
+
+    def _variants(self) -> Variants | None:
+        """The (rendered) text variants, or None for a campaign of ``text``/``text_column``."""
+        if self.text_variants is None:
+            return None
+        seed = self.variant_seed or f"{self.dag_id}.{self.task_id}"
+        try:
+            return Variants.parse(self.text_variants, self.variant_weights, self.holdout, seed=seed)
+        except ValueError as err:
+            raise RecipientsError(f"{err}; nothing was sent.") from None
 
     def _finish(self, ti, result: PassResult, sink) -> dict:
         """Push the outputs, log the result and fail the task if the campaign fell short."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
+from airflow_provider_voxsms.sms.variants import Variants
 from airflow_provider_voxsms.sms.window import SendWindow
 from airflow_provider_voxsms.storage.results import outcomes_table
 
@@ -32,9 +33,9 @@ def check_arguments(op: Any) -> SendWindow | None:
             f"recipients_chunk_rows must be >= 1, got {op.recipients_chunk_rows}.",
         ),
         (
-            (op.text is None) == (op.text_column is None),
-            "give exactly one of text= (one message for all) or text_column= (a column "
-            "holding each row's message).",
+            sum(x is not None for x in (op.text, op.text_column, op.text_variants)) != 1,
+            "give exactly one of text= (one message for all), text_column= (a column holding "
+            "each row's message) or text_variants= (texts by variant).",
         ),
         (
             not 1 <= op.batch_size <= MAX_BATCH_SIZE,
@@ -101,6 +102,11 @@ def check_arguments(op: Any) -> SendWindow | None:
             outcomes_table(op.results_table_prefix)
     except ValueError as err:
         rules.append((True, f"results_table_prefix: {err}"))
+    if op.text_variants is not None and not _templated(op.text_variants):
+        try:
+            Variants.parse(op.text_variants, op.variant_weights, op.holdout, seed="check")
+        except ValueError as err:
+            rules.append((True, str(err)))
     try:
         window = SendWindow.parse(op.send_window, op.window_timezone) if op.send_window else None
     except ValueError as err:
@@ -132,3 +138,10 @@ def _is_cap(cap: Any) -> bool:
         return False
     count, window = cap
     return not _not_positive(count) and isinstance(window, timedelta) and window.total_seconds() > 0
+
+
+def _templated(value: Any) -> bool:
+    """Whether a templated argument still holds Jinja or an XComArg (checked once rendered)."""
+    if not isinstance(value, dict):
+        return True
+    return any("{{" in str(v) for v in value.values())

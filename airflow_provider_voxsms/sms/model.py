@@ -34,6 +34,7 @@ OUTCOMES = (
     "deferred",
     "capped",
     "expired",
+    "held_out",
 )
 OUTCOME_COLUMNS = [
     "destination_number",
@@ -44,6 +45,7 @@ OUTCOME_COLUMNS = [
     "reason",
     "time_zone",
     "next_window_start",
+    "variant",
 ]
 
 # A2PGetSmsHistory's delivery_status codes (the API's filter takes the number, rows the name).

@@ -23,6 +23,8 @@ from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH
 from airflow_provider_voxsms.sms.smart_encoding import encode_texts
 from airflow_provider_voxsms.sms.templates import Template, parse_template, render
 from airflow_provider_voxsms.sms.values import STR, encodable, is_missing
+from airflow_provider_voxsms.sms.variants import Variants, variant_texts
+from airflow_provider_voxsms.sms.variants import placeholders as variant_placeholders
 
 __all__ = ["PreparedRecipients", "RecipientsError", "prepare_recipients"]
 
@@ -111,6 +113,7 @@ def prepare_recipients(
     number_check: str = "possible",
     dedupe: str = "number",
     smart_encoding: bool = False,
+    variants: Variants | None = None,
 ) -> PreparedRecipients:
     """Normalise phone numbers, check texts and drop repeated rows: one message per number
     (``dedupe="number"``), or per number and text.
@@ -133,30 +136,44 @@ def prepare_recipients(
     :param smart_encoding: replace look-alike characters that alone make a text UCS-2 (see
         :mod:`.smart_encoding`); ``valid`` then has ``smart_saved``: the segments each row's
         message saves, -1 where its text is unchanged.
+    :param variants: texts by variant instead of ``text``/``text_column``: each row gets its
+        number's variant's text, and ``valid`` has ``variant`` (``holdout`` for the hold-out
+        group, whose rows carry the first variant's text and are not to be sent).
     :raises RecipientsError: for input that cannot be used at all (wrong type, missing column,
         bad single text, unknown region, unknown ``number_check``). Bad rows are reported in
         ``invalid`` instead.
     """
-    if (text is None) == (text_column is None):
+    if variants is not None:
+        text_column = None
+    elif (text is None) == (text_column is None):
         raise RecipientsError(
             "give exactly one of text= (one message for every recipient) or text_column= "
             f"(a per-row message column); got {'both' if text is not None else 'neither'}"
         )
     region = check_region(default_region)
     check = check_mode(number_check)
-    template = _template_of(text)
+    template = _template_of(text) if variants is None else None
     placeholders = template.columns if template else []
+    if variants is not None:
+        placeholders = variant_placeholders(variants)
     phones, texts, cells = _columns(recipients, phone_column, text_column, placeholders)
     if dedupe not in DEDUPE:
         raise RecipientsError(f"dedupe is one of {DEDUPE}, got {dedupe!r}")
     phone, reasons = normalise_phones(phones, region, number_check=check)
+    assigned = None
+    if variants is not None:
+        texts, empty, assigned = variant_texts(variants, phone, cells)
+        reasons = np.where(pd.isna(reasons), empty, reasons)
     codes, categories, reasons = _text_codes(text, texts, template, cells, reasons)
     saved = None
     if smart_encoding:
         codes, categories, saved = encode_texts(codes, categories)
     prepared = _split(phones, phone, reasons, codes, categories, by_number=dedupe == "number")
+    rows = prepared.valid.index.to_numpy()
     if saved is not None:
-        prepared.valid["smart_saved"] = saved[prepared.valid.index.to_numpy()]
+        prepared.valid["smart_saved"] = saved[rows]
+    if assigned is not None:
+        prepared.valid["variant"] = assigned.take(rows)
     return prepared
 
 

@@ -24,6 +24,7 @@ DUPLICATE_REASONS = {
 }
 SUPPRESSED_REASON = "opted out (suppression list)"
 DEFERRED_REASON = "outside the send window"
+HELD_OUT_REASON = "hold-out group: never sent (see holdout)"
 
 # The summary's count of each outcome.
 OUTCOME_SUMMARY_KEYS = {
@@ -37,6 +38,7 @@ OUTCOME_SUMMARY_KEYS = {
     "deferred": "outside_window",
     "capped": "capped",
     "expired": "expired",
+    "held_out": "held_out",
 }
 # Which outcomes each of the send's output XComs holds, and the failed numbers' stages.
 XCOM_OUTCOMES = {
@@ -51,6 +53,7 @@ _STAGES = {
     "not_sent": "not_sent",
     "capped": "capped",
     "expired": "expired",
+    "held_out": "held_out",
 }
 
 AsWritten = Callable[[list[str]], list[str]]
@@ -113,6 +116,20 @@ def prepared_rows(prepared: PreparedRecipients, dedupe: str = "number") -> pd.Da
             )
         )
     return _concat(frames)
+
+
+def held_out_rows(rows: pd.DataFrame, as_written: AsWritten) -> pd.DataFrame:
+    """Rows of the hold-out group: valid, never sent, kept to compare with."""
+    numbers = rows["phone"].astype(object).tolist()
+    frame = pd.DataFrame(
+        {
+            "destination_number": pd.Series(numbers, dtype=object),
+            "input_number": as_written(numbers),
+            "outcome": "held_out",
+            "reason": HELD_OUT_REASON,
+        }
+    )
+    return _concat([frame])
 
 
 def held_rows(suppressed: pd.DataFrame, deferred: pd.DataFrame, as_written: AsWritten):
@@ -184,17 +201,25 @@ def xcom_frames(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "stage": failed["outcome"].map(_STAGES).astype(object),
             }
         ).reset_index(drop=True)[FAILED_COLUMNS],
-        "accepted_numbers": pd.DataFrame(
-            {
-                "destination_number": accepted["destination_number"].astype(object),
-                "message_id": accepted["message_id"].astype("int64"),
-            }
-        ).reset_index(drop=True),
+        "accepted_numbers": _accepted_numbers(accepted),
         "unknown_numbers": unknown[["destination_number", "reason"]].reset_index(drop=True),
         "deferred_numbers": rows.loc[outcome == "deferred", DEFERRED_COLUMNS]
         .astype(object)
         .reset_index(drop=True),
     }
+
+
+def _accepted_numbers(accepted: pd.DataFrame) -> pd.DataFrame:
+    """Accepted numbers with their message ids (and variants, when the campaign has them)."""
+    frame = pd.DataFrame(
+        {
+            "destination_number": accepted["destination_number"].astype(object),
+            "message_id": accepted["message_id"].astype("int64"),
+        }
+    )
+    if accepted["variant"].notna().any():
+        frame["variant"] = accepted["variant"].astype(object)
+    return frame.reset_index(drop=True)
 
 
 class RowsInMemory:

@@ -36,6 +36,7 @@ from airflow_provider_voxsms.sms.seen import SeenKeys, pair_keys, text_keys
 from airflow_provider_voxsms.sms.smart_encoding import would_save
 from airflow_provider_voxsms.sms.suppression import OptOuts
 from airflow_provider_voxsms.sms.templates import parse_template
+from airflow_provider_voxsms.sms.variants import HOLDOUT, Variants
 from airflow_provider_voxsms.sms.window import SendWindow, assess
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,14 @@ class RunnerSettings:
     max_recipients: int | None = None
     max_segments: int | None = None
     validity_s: float | None = None  # rows not sent this long after the campaign's start expire
+    variants: Variants | None = None  # texts by variant (then text and text_column are None)
 
     @property
     def per_row_texts(self) -> bool:
-        """Whether rows may differ in text (a text column or a template)."""
-        return self.text_column is not None or parse_template(self.text) is not None
+        """Whether rows may differ in text (a text column, a template or variants)."""
+        if self.variants is not None or self.text_column is not None:
+            return True
+        return parse_template(self.text) is not None
 
     @property
     def needs_totals(self) -> bool:
@@ -106,6 +110,7 @@ class _Pass:
     written: dict[str, str] = field(default_factory=dict)  # open numbers as written
     held: int = 0
     next_window: datetime | None = None
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, key: str, value: int) -> None:
         self.counts[key] = self.counts.get(key, 0) + int(value)
@@ -113,6 +118,13 @@ class _Pass:
     def add_rows(self, rows: pd.DataFrame) -> None:
         for outcome, count in rows["outcome"].value_counts().items():
             self.add(rows_of.OUTCOME_SUMMARY_KEYS[outcome], count)
+        if rows["variant"].notna().any():
+            people = rows[rows["variant"].notna() & (rows["outcome"] != "duplicate")]
+            accepted = people["outcome"] == "accepted"
+            for name, group in people.groupby("variant", sort=False)["outcome"]:
+                counts = self.variants.setdefault(name, {"recipients": 0, "accepted": 0})
+                counts["recipients"] += len(group)
+                counts["accepted"] += int(accepted[group.index].sum())
 
     def add_report(self, report: CampaignReport) -> None:
         self.add("earlier", report.earlier)
@@ -147,6 +159,7 @@ SUMMARY_KEYS = (
     "unknown",
     "capped",
     "expired",
+    "held_out",
     "earlier",
     "reconciled",
     "resent",
@@ -219,6 +232,10 @@ class CampaignRunner:
         summary["distinct_texts"] = len(state.texts)
         summary["duration_s"] = round(time.monotonic() - started, 3)
         summary["dry_run"] = s.dry_run
+        if s.variants is not None:
+            names = [*s.variants.names, HOLDOUT]
+            empty = {"recipients": 0, "accepted": 0}
+            summary["variants"] = {name: state.variants.get(name, dict(empty)) for name in names}
         stopped = sender.stopped_by if sender is not None else None
         if stopped is not None:
             summary["stopped_by"] = str(stopped)
@@ -234,7 +251,9 @@ class CampaignRunner:
         prepared = self._prepare(chunk, state.seen, state.pairs)
         valid = prepared.valid
         suppressed, outside = self._filters(valid, state.now)
-        going = valid[~suppressed & ~outside]
+        held_out = ~suppressed & _in_holdout(valid)
+        outside &= ~held_out
+        going = valid[~suppressed & ~held_out & ~outside]
         plan = plan_batches(going, self.settings.sending.batch_size)
         state.texts.take(np.unique(text_keys(going["text"])))
         if prepared.differing is not None and len(prepared.differing):
@@ -250,6 +269,9 @@ class CampaignRunner:
         state.add("batches", len(plan.batches))
         state.add("segments_planned", plan.total_segments)
         self._write(rows_of.prepared_rows(prepared, self.settings.dedupe), state)
+        self._write(rows_of.held_out_rows(valid[held_out], prepared.as_written), state)
+        valid = valid[~held_out]
+        suppressed, outside = suppressed[~held_out], outside[~held_out]
         sender = state.sender
         if sender is None:  # a dry run: what would be held is reported, nothing is sent
             self._write_held(valid[suppressed], valid[outside], prepared.as_written, state)
@@ -277,6 +299,7 @@ class CampaignRunner:
             number_check=s.number_check,
             dedupe=s.dedupe,
             smart_encoding=s.smart_encoding,
+            variants=s.variants,
         )
         if seen is None:
             return prepared
@@ -338,9 +361,16 @@ class CampaignRunner:
         self._write(rows_of.held_rows(suppressed, deferred, as_written), state)
 
     def _write(self, rows: pd.DataFrame, state: _Pass) -> None:
-        if len(rows):
-            state.add_rows(rows)
-            self.sink.write(rows)
+        if not len(rows):
+            return
+        if self.settings.variants is not None:  # a number's variant is a function of it
+            has = (rows["outcome"] != "invalid") & rows["destination_number"].notna()
+            rows["variant"] = rows["variant"].astype(object)
+            if has.any():
+                drawn = self.settings.variants.assign(rows.loc[has, "destination_number"])
+                rows.loc[has, "variant"] = np.asarray(drawn, dtype=object)
+        state.add_rows(rows)
+        self.sink.write(rows)
 
     def _log_prepared(self, prepared, suppressed, outside, plan: SendPlan, label: str) -> None:
         going_texts = prepared.valid["text"][~suppressed & ~outside]
@@ -422,3 +452,10 @@ class CampaignRunner:
                 "outside_window='wait' would wait forever. Widen the window or use "
                 "outside_window='skip'; nothing was sent."
             )
+
+
+def _in_holdout(valid: pd.DataFrame) -> np.ndarray:
+    """Which valid rows are in the hold-out group (never sent)."""
+    if "variant" not in valid:
+        return np.zeros(len(valid), dtype=bool)
+    return (valid["variant"] == HOLDOUT).to_numpy(bool)

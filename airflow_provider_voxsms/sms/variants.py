@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["HOLDOUT", "Variants"]
+from airflow_provider_voxsms.sms.templates import parse_template, render
+
+__all__ = ["HOLDOUT", "Variants", "placeholders", "variant_texts"]
 
 HOLDOUT = "holdout"
 MAX_HOLDOUT = 0.5
@@ -85,6 +87,35 @@ class Variants:
         codes = np.minimum(codes, len(self.weights) - 1)
         codes = np.where(share < self.holdout, len(self.weights), codes)
         return pd.Categorical.from_codes(codes, categories=[*self.names, HOLDOUT])
+
+
+def variant_texts(
+    variants: Variants, phone: pd.Series, cells: pd.DataFrame
+) -> tuple[pd.Series, np.ndarray, pd.Categorical]:
+    """Each row's text from its number's variant (a hold-out row gets the first variant's, so
+    it is checked like the others), the rows' empty-placeholder reasons (None where fine), and
+    the variants. ``phone`` holds the normalised numbers (missing where the row is invalid)."""
+    assigned = variants.assign(phone.fillna("0").reset_index(drop=True))
+    codes = np.where(assigned.codes == len(variants.texts), 0, assigned.codes)
+    texts = pd.Series(None, index=range(len(phone)), dtype=object)
+    reasons = np.full(len(phone), None, dtype=object)
+    for i, text in enumerate(variants.texts.values()):
+        rows = codes == i
+        if not rows.any():
+            continue
+        template = parse_template(text)
+        if template is None:
+            texts[rows] = text
+            continue
+        rendered, empty = render(template, cells.reset_index(drop=True))
+        texts[rows], reasons[rows] = rendered[rows], empty[rows]
+    return texts, reasons, assigned
+
+
+def placeholders(variants: Variants) -> list[str]:
+    """The columns the variants' templates read, once each."""
+    names = [parse_template(text) for text in variants.texts.values()]
+    return list(dict.fromkeys(c for template in names if template for c in template.columns))
 
 
 def _uniform(numbers: pd.Series, seed: str) -> np.ndarray:

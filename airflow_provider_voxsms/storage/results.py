@@ -13,7 +13,8 @@ input row.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import closing, suppress
 from typing import Any
@@ -34,6 +35,7 @@ from airflow_provider_voxsms.storage.sql import (
 )
 from airflow_provider_voxsms.storage.writer import GroupedWriter
 
+READ_ROWS = 50_000  # rows per block read by outcome_blocks
 _ROWS_PER_INSERT = 500  # 14 columns: 7,000 parameters, within SQLite's and PostgreSQL's limits
 _KEY = RESULTS.key  # every key column a row carries
 
@@ -145,7 +147,14 @@ class ResultsTable:
                 copy.write(buffer.getvalue())
 
     def _insert_many(self, cur: Any, table: pd.DataFrame) -> None:
-        texts = ("destination_number", "input_number", "reason", "time_zone", "next_window_start")
+        texts = (
+            "destination_number",
+            "input_number",
+            "reason",
+            "time_zone",
+            "next_window_start",
+            "variant",
+        )
         columns = [
             sql_texts(table[name])
             if name in texts
@@ -165,21 +174,49 @@ def read_outcomes(location: dict, columns: Sequence[str] = OUTCOME_COLUMNS) -> p
     """The rows a :meth:`ResultsTable.location` points at (only its ``outcomes``, if it names
     them), as a DataFrame of ``columns``. A location written before campaigns existed (no
     ``campaign_id``) names the rows of its DAG run."""
-    table = location["table"]
-    check_table_name(table)
     hook = db_api_hook(location["conn_id"])
-    key = CAMPAIGN_COLUMNS if "campaign_id" in location else TASK_COLUMNS
-    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where(hook, key)}"
-    params: list[Any] = [location[column] for column in key]
-    if outcomes := location.get("outcomes"):
-        sql += f" AND outcome IN ({', '.join([hook.placeholder] * len(outcomes))})"
-        params += list(outcomes)
+    sql, params = _select(hook, location, columns)
     with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cur:
         cur.execute(sql, params)
         rows = pd.DataFrame(cur.fetchall(), columns=list(columns), dtype=object)
     for column in {"message_id", "error_code"} & set(rows.columns):  # exact, NULLs and all
         rows[column] = pd.array(rows[column].tolist(), dtype="Int64")
     return rows
+
+
+def outcome_blocks(
+    location: dict, columns: Sequence[str] = OUTCOME_COLUMNS, rows: int = READ_ROWS
+) -> Iterator[list[tuple]]:
+    """The rows :func:`read_outcomes` reads, as tuples of ``columns``, ``rows`` at a time:
+    through a server-side cursor where the driver has one (PostgreSQL's), so neither this
+    process nor its driver ever holds a million of them (a delivery report of a large
+    campaign keeps only what it needs of each block)."""
+    hook = db_api_hook(location["conn_id"])
+    sql, params = _select(hook, location, columns)
+    with closing(hook.get_conn()) as conn:
+        try:  # psycopg2, psycopg 3: the rows stay on the server until fetched
+            cursor = conn.cursor(name=f"voxsms_results_{uuid.uuid4().hex[:8]}")
+        except TypeError:  # sqlite3 and most drivers: an ordinary cursor steps through them
+            cursor = conn.cursor()
+        with closing(cursor):
+            cursor.execute(sql, params)
+            while block := cursor.fetchmany(rows):
+                yield block
+        with suppress(Exception):  # a read: nothing to keep
+            conn.rollback()
+
+
+def _select(hook: Any, location: dict, columns: Sequence[str]) -> tuple[str, list[Any]]:
+    """The SELECT of a location's rows, and its parameters."""
+    table = location["table"]
+    check_table_name(table)
+    key = CAMPAIGN_COLUMNS if "campaign_id" in location else TASK_COLUMNS
+    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where(hook, key)}"
+    params: list[Any] = [location[column] for column in key]
+    if outcomes := location.get("outcomes"):
+        sql += f" AND outcome IN ({', '.join([hook.placeholder] * len(outcomes))})"
+        params += list(outcomes)
+    return sql, params
 
 
 def is_location(value: Any) -> bool:

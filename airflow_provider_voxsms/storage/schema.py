@@ -139,7 +139,7 @@ def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
         yield batch
 
 
-# -- the send ledger (storage.ledger): claims and outcomes under the campaign's digest ---------
+# -- the send ledger (storage.ledger, .caps): claims and outcomes under the campaign's digest --
 
 LEDGER_CLAIMS = TableSchema(
     key=(),
@@ -175,6 +175,23 @@ LEDGER_LEASES = TableSchema(
     ),
     added=(Added("campaign_id", "VARCHAR(250)"), Added("started_at", "TIMESTAMP")),
 )
+# One row per message every campaign of the ledger claimed and that was (or may have been)
+# accepted, for the frequency caps (storage.caps); ``claimed_at`` to the microsecond.
+LEDGER_CONTACTS = TableSchema(
+    key=(),
+    columns=(
+        "number VARCHAR(32) NOT NULL",
+        "ti_key CHAR(32) NOT NULL",
+        "text_hash CHAR(16) NOT NULL",
+        "claimed_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"number": ("number", "claimed_at")},
+)
+# One row (id 1) that every capped claim updates first: capped claims take turns.
+LEDGER_CAP_LOCK = TableSchema(
+    key=(),
+    columns=("id INTEGER NOT NULL PRIMARY KEY", "locked_at TIMESTAMP"),
+)
 
 # -- one row per input row of a campaign (storage.results) ------------------------------------
 
@@ -190,9 +207,13 @@ RESULTS = TableSchema(
         "time_zone TEXT",
         "next_window_start VARCHAR(40)",
         "recorded_at TIMESTAMP NOT NULL",
+        "variant VARCHAR(64)",
     ),
     indexes={"campaign": CAMPAIGN_COLUMNS},
-    added=(Added("campaign_id", "VARCHAR(250)", indexes=("campaign",)),),
+    added=(
+        Added("campaign_id", "VARCHAR(250)", indexes=("campaign",)),
+        Added("variant", "VARCHAR(64)"),
+    ),
 )
 
 # -- rows a user's DAG writes per task instance (storage.failed_numbers, .delivery_status) -----

@@ -229,11 +229,15 @@ def test_wait_mode_without_deferral_sleeps_in_the_worker(
         ({"frequency_cap": (1, 3600), "ledger_conn_id": "db"}, r"\(count, timedelta\)"),
         ({"validity_period": -5}, "validity_period is a positive"),
         ({"validity_period": "1h"}, "validity_period is a positive"),
+        ({"text_variants": {"A": "a"}}, "exactly one of text="),
+        ({"text": None, "text_variants": {"A": "a", "B": "b"}, "holdout": 0.7}, "share from 0"),
+        ({"text": None, "text_variants": {"A": "a"}, "variant_weights": {"B": 1}}, "exactly the"),
     ],
 )
 def test_bad_window_and_budget_settings_are_refused_when_the_dag_is_parsed(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        A2PSendSmsOperator(task_id="send", recipients=[], text="x", src_number="S", **kwargs)
+        kwargs = {"text": "x", **kwargs}
+        A2PSendSmsOperator(task_id="send", recipients=[], src_number="S", **kwargs)
 
 
 # -- what the ledger and XComs keep ----------------------------------------------------------------

@@ -22,6 +22,7 @@ from airflow_provider_voxsms.sms.model import ACCEPTED, Batch, text_hash
 from airflow_provider_voxsms.sms.report import xcom_frames
 from airflow_provider_voxsms.sms.runner import CampaignRunner, RunnerSettings
 from airflow_provider_voxsms.sms.suppression import opt_outs
+from airflow_provider_voxsms.sms.variants import HOLDOUT, Variants
 from airflow_provider_voxsms.sms.window import SendWindow
 
 UK = [f"4474433322{i:02d}" for i in range(10, 16)]  # Europe/London (and the Crown dependencies)
@@ -35,12 +36,14 @@ COUNTS = (
     "unknown",
     "capped",
     "expired",
+    "held_out",
     "invalid",
     "duplicates",
     "suppressed",
     "outside_window",
 )
 SENDING = CampaignSettings("VoxDemo", settle_delay_s=0.0, max_concurrency=2)
+FAST = CampaignSettings("VoxDemo", settle_delay_s=0.0, max_concurrency=4, progress_interval_s=60)
 
 
 def adds_up(summary: dict, sink: ListSink | None = None) -> None:
@@ -261,6 +264,36 @@ def earlier_frame(accepted: list[str], text: str) -> pd.DataFrame:
         }
     )
     return frame.set_index(pd.Index(frame["destination_number"], name="destination_number"))
+
+
+def test_variants_and_a_holdout_group_keep_each_number_in_its_variant_across_runs():
+    """10,000 numbers, two templated variants, holdout 0.2, two runs: each number gets its
+    variant's text with its values, the same in both runs; the hold-out group gets nothing;
+    shares within 3 points of 40/40/20; rows and the summary name the variants."""
+    rows = pd.DataFrame({"phone": numbers(10_000), "name": [f"n{i}" for i in range(10_000)]})
+    texts = {"A": "Hi {name}, 10% off", "B": "Hello {name}: free delivery"}
+    variants = Variants.parse(texts, holdout=0.2, seed="dag.send")
+    runs = [run(rows, text=None, variants=variants, sending=FAST) for _ in range(2)]
+    sent_by_run = []
+    for result, api, sink in runs:
+        adds_up(result.summary, sink)
+        got = {m["destination_number"]: m["text"] for m in api.messages}
+        expected = sink.rows.set_index("destination_number")["variant"]
+        names = dict(zip(rows["phone"], rows["name"], strict=True))
+        for number, text in got.items():
+            assert text == texts[expected[number]].format(name=names[number])
+        held = expected[expected == HOLDOUT].index
+        assert not set(held) & set(got), "the hold-out group gets nothing"
+        sent_by_run.append(expected)
+        summary = result.summary
+        assert summary["held_out"] == len(held)
+        shares = {k: v["recipients"] / 10_000 for k, v in summary["variants"].items()}
+        assert abs(shares["A"] - 0.4) < 0.03 and abs(shares["B"] - 0.4) < 0.03
+        assert abs(shares[HOLDOUT] - 0.2) < 0.03
+        assert summary["variants"]["A"]["accepted"] == summary["variants"]["A"]["recipients"]
+        accepted = xcom_frames(sink.rows)["accepted_numbers"]
+        assert set(accepted["variant"]) == {"A", "B"}
+    assert (sent_by_run[0].sort_index() == sent_by_run[1].sort_index()).all()
 
 
 # -- send windows --------------------------------------------------------------------------------
