@@ -36,8 +36,9 @@ test: lint
 MIN_VENV := .venv-min
 MIN_SUITES := tests/unit tests/integration tests/ledger tests/db tests/secrets tests/robustness \
 	tests/dags/test_operator_dag.py tests/dags/test_delivery_report.py \
-	tests/dags/test_example_dags.py tests/dags/test_streaming.py tests/dags/test_readme_examples.py
-MIN_SKIP := test_example_dags and postgres
+	tests/dags/test_example_dags.py tests/dags/test_streaming.py tests/dags/test_readme_examples.py \
+	tests/dags/test_campaign_id.py
+MIN_SKIP := (test_example_dags or test_campaign_id) and postgres
 test-min: $(STAMP)
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(MIN_VENV)
 	$(BIN)/uv pip install --quiet --python $(MIN_VENV)/bin/python --exclude-newer 2026-06-05 \
