@@ -19,7 +19,7 @@ from sms_fakes import FakeApi, FakeLedger, ListSink, every_nth
 from airflow_provider_voxsms.errors import RecipientsError
 from airflow_provider_voxsms.sms.campaign import CampaignSettings
 from airflow_provider_voxsms.sms.model import ACCEPTED, Batch, text_hash
-from airflow_provider_voxsms.sms.report import xcom_frames
+from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS, xcom_frames
 from airflow_provider_voxsms.sms.runner import CampaignRunner, RunnerSettings
 from airflow_provider_voxsms.sms.suppression import opt_outs
 from airflow_provider_voxsms.sms.variants import HOLDOUT, Variants
@@ -533,7 +533,7 @@ def test_a_stop_mid_stream_leaves_later_chunks_not_sent_and_does_not_settle():
     adds_up(summary, sink)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     chunks=st.lists(
         st.lists(
@@ -544,18 +544,56 @@ def test_a_stop_mid_stream_leaves_later_chunks_not_sent_and_does_not_settle():
         max_size=4,
     ),
     opted=st.lists(st.sampled_from(numbers(12)), max_size=4),
+    capped=st.lists(st.sampled_from(numbers(12)), max_size=4),
     fault=st.sampled_from([None, "processed_then_500", "reset", "throttled", "money"]),
     every=st.integers(1, 3),
+    holdout=st.sampled_from([0.0, 0.3]),
+    expire_after=st.sampled_from([None, 1, 3]),
+    dedupe=st.sampled_from(["number", "number_and_text"]),
 )
-def test_every_input_row_ends_in_exactly_one_outcome(chunks, opted, fault, every):
+def test_every_input_row_ends_in_exactly_one_outcome(
+    chunks, opted, capped, fault, every, holdout, expire_after, dedupe
+):
+    """Random mixes of every outcome: invalid, duplicate, suppressed, held out, capped,
+    expired (the validity period ends after a few batches), faults and stops."""
+
+    class CappingLedger(FakeLedger):
+        def claim(self, batch):
+            return Batch(
+                batch.index, batch.text, tuple(n for n in batch.numbers if n not in capped)
+            )
+
     api = FakeApi(every_nth(every, fault) if fault else None)
-    sending = CampaignSettings("VoxDemo", max_concurrency=2, batch_size=3, settle_rounds=2)
-    result, api, sink = run(chunks, api=api, streamed=True, suppression=opted, sending=sending)
+    sending = CampaignSettings("VoxDemo", max_concurrency=1, batch_size=3, settle_rounds=2)
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    ticks = iter(range(10_000))
+    variants = Variants.parse({"A": "a {name}", "B": "b"}, holdout=holdout, seed="s")
+    frames = [pd.DataFrame({"phone": c, "name": "x"}) for c in chunks]
+    sink = ListSink()
+    settings_ = RunnerSettings(
+        sending,
+        text=None,
+        variants=variants,
+        dedupe=dedupe,
+        validity_s=None if expire_after is None else expire_after - 0.5,
+    )
+    runner = CampaignRunner(
+        settings_,
+        api=api,
+        sink=sink,
+        ledger=CappingLedger(),
+        opted_out=opt_outs([opted]),
+        clock=lambda: start + timedelta(seconds=next(ticks)),  # a second per look at the clock
+        sleep=lambda s: None,
+    )
+    result = runner.run(lambda: iter(frames), streamed=True)
     assert result.summary["recipients"] == sum(len(c) for c in chunks)
     adds_up(result.summary, sink)
     assert max(api.sent().values(), default=1) == 1, "nothing sent twice"
-    accepted = sink.rows[sink.rows["outcome"] == "accepted"] if sink.frames else []
-    assert len(accepted) == result.summary["accepted"]
+    assert not set(api.sent()) & set(capped), "a capped number is never sent"
+    counts = sink.rows["outcome"].value_counts() if sink.frames else pd.Series(dtype=int)
+    for outcome, key in OUTCOME_SUMMARY_KEYS.items():
+        assert counts.get(outcome, 0) == result.summary[key], outcome
 
 
 def test_a_settle_rounds_re_send_is_judged_by_the_window_when_it_goes():
