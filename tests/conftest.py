@@ -66,7 +66,10 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
             "sms_failed_numbers",
             "sms_delivery_status",
             "voxsms_results_outcomes",
-            *(f"voxsms_send_ledger{s}" for s in ("_leases", "_claims", "_outcomes")),
+            *(
+                f"voxsms_send_ledger{s}"
+                for s in ("_leases", "_claims", "_outcomes", "_contacts", "_cap_lock")
+            ),
         ):
             db_api_hook("voxsms_db").run(f"DROP TABLE IF EXISTS {table}")
     return "voxsms_db"

@@ -2,9 +2,10 @@
 
 ``key`` says whose rows they are (a campaign, a task instance); ``schema`` holds every table's
 DDL; ``writer`` commits in groups from a thread; ``ledger`` (with ``earlier`` and ``codec``)
-makes retries safe; ``results`` holds one row per recipient; ``failed_numbers`` and
-``delivery_status`` are the tables users' DAGs write; ``source`` reads recipients from a query
-or files; ``sql`` is the little SQL they share.
+makes retries safe, and ``caps`` caps the messages a number gets across its campaigns;
+``results`` holds one row per recipient; ``failed_numbers`` and ``delivery_status`` are the
+tables users' DAGs write; ``source`` reads recipients from a query or files; ``sql`` is the
+little SQL they share.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Ledgers written before campaigns existed keyed rows by task instance (dag id, ru
 map index): a try reads those rows too, and takes their lease over, so a retry after an upgrade
 resumes from the tries before it; it writes under the campaign's key only.
 
+With ``frequency_cap``, a claim refuses the numbers other campaigns of the same ledger
+reached too often within the cap's window (``storage.caps``: every claim writes its numbers to
+``<table>_contacts`` for that; capped claims take turns on ``<table>_cap_lock``).
+
 Use it as a context manager: entering takes the lease and reads what earlier tries knew into a
 compact index (:meth:`SendLedger.earlier` answers per chunk), leaving commits everything
 queued. Writes go through a :class:`~.writer.GroupedWriter`.
@@ -27,7 +31,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -35,10 +39,13 @@ import pandas as pd
 from airflow_provider_voxsms.errors import LedgerError
 from airflow_provider_voxsms.sms.model import Batch, BatchOutcome, bulk_objects, text_hash
 from airflow_provider_voxsms.storage import codec
+from airflow_provider_voxsms.storage.caps import Clock, Contacts, FrequencyCap, utc_now
 from airflow_provider_voxsms.storage.earlier import ClaimsReader, EarlierTries
 from airflow_provider_voxsms.storage.key import CampaignKey
 from airflow_provider_voxsms.storage.schema import (
+    LEDGER_CAP_LOCK,
     LEDGER_CLAIMS,
+    LEDGER_CONTACTS,
     LEDGER_LEASES,
     LEDGER_OUTCOMES,
     ensure_tables,
@@ -67,13 +74,28 @@ class SendLedger:
 
     :param conn_id: a connection whose hook is a common-sql ``DbApiHook``.
     :param key: the campaign the rows belong to.
-    :param table: prefix of the ledger's tables (``_leases``, ``_claims``, ``_outcomes``),
-        created if absent.
+    :param table: prefix of the ledger's tables (``_leases``, ``_claims``, ``_outcomes``,
+        ``_contacts``, ``_cap_lock``), created if absent.
+    :param frequency_cap: ``(count, window)``: a claim keeps only the numbers that other
+        campaigns of this ledger sent fewer than ``count`` messages within the trailing
+        ``window`` (a ``timedelta`` or seconds); None: no cap (the campaign's sends still
+        count for other campaigns' caps).
+    :param clock: the current time (aware), for the cap's windows and contacts.
     """
 
-    def __init__(self, conn_id: str, key: CampaignKey, table: str = "voxsms_send_ledger"):
+    def __init__(
+        self,
+        conn_id: str,
+        key: CampaignKey,
+        table: str = "voxsms_send_ledger",
+        frequency_cap: FrequencyCap | tuple[int, timedelta | float] | None = None,
+        *,
+        clock: Clock = utc_now,
+    ):
         check_table_name(f"{table}_outcomes")
         self.conn_id, self.key, self.table = conn_id, key, table
+        self.frequency_cap = FrequencyCap.of(frequency_cap)
+        self._clock = clock
         self.holder = uuid.uuid4().hex  # this try, in the lease table
         self.started_at: datetime | None = None  # the campaign's first start, once open
         self._earlier = EarlierTries.empty()
@@ -134,8 +156,11 @@ class SendLedger:
         """
         try:
             self._hook = db_api_hook(self.conn_id)
+            self._contacts = Contacts(self.table, self._hook.placeholder, self._clock)
             with transactional(self._hook) as conn:
                 ensure_tables(conn, self._tables())
+                if self.frequency_cap is not None:
+                    self._contacts.ensure_lock_row(conn)
                 for attempt in (1, 2):
                     try:
                         self._take_lease(conn)
@@ -157,7 +182,8 @@ class SendLedger:
     def _tables(self) -> list:
         t = self.table
         return [(LEDGER_CLAIMS, f"{t}_claims"), (LEDGER_OUTCOMES, f"{t}_outcomes"),
-                (LEDGER_LEASES, f"{t}_leases")]  # fmt: skip
+                (LEDGER_LEASES, f"{t}_leases"), (LEDGER_CONTACTS, f"{t}_contacts"),
+                (LEDGER_CAP_LOCK, f"{t}_cap_lock")]  # fmt: skip
 
     def _take_lease(self, conn: Any) -> None:
         """In one transaction: make this try the holder of the campaign's lease (and of a
@@ -224,11 +250,14 @@ class SendLedger:
     def claim(self, batch: Batch) -> Batch | None:
         """Record a batch as in flight, committed, before it is sent; return the batch claimed.
 
-        Returns None when a newer try of this campaign has taken the lease over: that try
-        owns the numbers this one has not claimed yet.
+        With a frequency cap, the batch returned lacks the numbers the cap refuses (same index
+        and text, the others in order; possibly none). Returns None when a newer try of this
+        campaign has taken the lease over: that try owns the numbers this one has not claimed.
         """
         if self._lease_lost:
             return None
+        if not batch.numbers:
+            return batch
         mark, claim_id, now = self._hook.placeholder, uuid.uuid4().hex, utc_now_text()
         lock = (
             f"UPDATE {self.table}_leases SET last_claim_at = {mark} "
@@ -238,13 +267,23 @@ class SendLedger:
             f"INSERT INTO {self.table}_claims (claim_id, ti_key, text_hash, numbers, claimed_at) "
             f"VALUES ({self._marks(5)})"
         )
-        row = (claim_id, self.key.digest, text_hash(batch.text), codec.encode(batch.numbers), now)
+        k, cap, contacts, tx = self.key, self.frequency_cap, self._contacts, text_hash(batch.text)
+        claimed: list[tuple[str, ...]] = []
 
-        def apply(cur: Any) -> None:
-            cur.execute(lock, (now, self.key.digest, self.holder))
+        def apply(cur: Any) -> None:  # run again alone if its group fails: no state before
+            claimed.clear()
+            cur.execute(lock, (now, k.digest, self.holder))
             if cur.rowcount != 1:
                 raise _LeaseLost
-            cur.execute(insert, row)
+            numbers, at = batch.numbers, contacts.now()
+            if cap is not None:  # the lease row, then the cap lock: see storage.caps
+                contacts.lock(cur)
+                refused = contacts.refused(cur, numbers, k.digest, cap, at)
+                numbers = tuple(n for n in numbers if n not in refused)
+            if numbers:
+                cur.execute(insert, (claim_id, k.digest, tx, codec.encode(numbers), now))
+                contacts.add(cur, k.digest, tx, numbers, at)
+            claimed.append(numbers)
 
         try:
             self._writer.submit(apply, wait=True)
@@ -255,27 +294,45 @@ class SendLedger:
                 "nothing more and reports its unclaimed numbers as unknown."
             )
             return None
-        self._claims[(batch.text, batch.numbers)] = claim_id
-        return batch
+        (numbers,) = claimed
+        if not numbers:
+            return Batch(batch.index, batch.text, ())
+        self._claims[(batch.text, numbers)] = claim_id
+        return batch if numbers == batch.numbers else Batch(batch.index, batch.text, numbers)
 
     def record(self, outcome: BatchOutcome) -> None:
-        """Record a batch's outcome (queued; committed with the next group)."""
+        """Record a batch's outcome (queued; committed with the next group). Messages the API
+        refused, or that never reached it, stop counting for frequency caps."""
+        batch = outcome.batch
+        if not batch.numbers:  # a claim the cap refused whole: nothing was claimed
+            return
         # A batch's outcome is recorded once: its claim id is not needed after (keeping them
         # all held every number of the campaign in memory, ~70 bytes a number).
-        claim_id = self._claims.pop((outcome.batch.text, outcome.batch.numbers), None)
+        claim_id = self._claims.pop((batch.text, batch.numbers), None)
+        digest, tx, contacts = self.key.digest, text_hash(batch.text), self._contacts
         if not outcome.sent:  # never reached the API: forget the claim, a retry sends it
             if claim_id is None:
                 return  # claimed by nobody, or by another try: not ours to delete
             sql = f"DELETE FROM {self.table}_claims WHERE claim_id = {self._hook.placeholder}"
-            self._writer.submit(lambda cur: cur.execute(sql, (claim_id,)), wait=False)
+
+            def forget(cur: Any) -> None:
+                cur.execute(sql, (claim_id,))
+                contacts.free(cur, digest, tx, batch.numbers)
+
+            self._writer.submit(forget, wait=False)
             return
         sql = (
             f"INSERT INTO {self.table}_outcomes (ti_key, text_hash, outcome, recorded_at) "
             f"VALUES ({self._marks(4)})"
         )
-        tx = text_hash(outcome.batch.text)
-        row = (self.key.digest, tx, codec.encode_outcome(outcome), utc_now_text())
-        self._writer.submit(lambda cur: cur.execute(sql, row), wait=False)
+        row = (digest, tx, codec.encode_outcome(outcome), utc_now_text())
+        refused = [number for number, _, _ in outcome.failed]
+
+        def write(cur: Any) -> None:
+            cur.execute(sql, row)
+            contacts.free(cur, digest, tx, refused)
+
+        self._writer.submit(write, wait=False)
 
     def close(self) -> None:
         """Commit everything queued and stop the writer; raises if any write failed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+SQLITE_BUSY_TIMEOUT_S = 60.0  # how long a write waits for another writer of a SQLite file
 
 # Short enough that "ix_<table>_..." stays within PostgreSQL's 63-character identifiers.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
@@ -46,6 +49,7 @@ def first_column(conn_id: str, sql: str) -> list:
 def transactional(hook: DbApiHook) -> Iterator[Any]:
     """A new connection with autocommit off; the caller commits, any error rolls back."""
     with closing(hook.get_conn()) as conn:
+        _wait_for_other_writers(conn)
         if hook.supports_autocommit:
             hook.set_autocommit(conn, False)
         try:
@@ -54,6 +58,18 @@ def transactional(hook: DbApiHook) -> Iterator[Any]:
             with suppress(Exception):  # a dead connection must not hide the real error
                 conn.rollback()
             raise
+
+
+def _wait_for_other_writers(conn: Any) -> None:
+    """Let a SQLite write wait up to ``SQLITE_BUSY_TIMEOUT_S`` for the file's other writers.
+
+    SQLite lets one writer at a time; the others poll (up to every 100 ms) and sqlite3 gives
+    up after 5 s with "database is locked". Campaigns sharing one ledger file (frequency caps,
+    mapped instances, a takeover) commit in turn, and a busy writer can win poll after poll
+    for longer than that. The one setting here that depends on the driver.
+    """
+    if isinstance(conn, sqlite3.Connection):
+        conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
 
 
 def ensure_schema(conn: Any, statements: Sequence[str], *, probe: str) -> None:

@@ -162,7 +162,7 @@ def test_a_takeover_sees_every_claim_the_older_try_made(ledger_conn):
 
 def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
     """Claims queued while the writer waits for the lease row share the next commit; when a
-    takeover holds the row and commits first, the whole group must fail, each claim False."""
+    takeover holds the row and commits first, the whole group must fail, each claim None."""
     from airflow_provider_voxsms.storage.sql import db_api_hook, transactional
 
     queued_group = key("queued-group")
@@ -191,7 +191,7 @@ def test_a_group_of_claims_queued_behind_a_takeover_claims_nothing(ledger_conn):
     for t in [first, *queued]:
         t.join(timeout=30)
     older.close()
-    assert told == dict.fromkeys(range(9), False)
+    assert told == dict.fromkeys(range(9))
     assert not SendLedger(ledger_conn, queued_group).open().has_earlier, "nothing was claimed"
 
 
