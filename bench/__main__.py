@@ -161,9 +161,12 @@ How these were measured (details in bench/NOTES.md):
   within one run, then their median. One untimed warm-up precedes sections 1 and 2.
 - Sections 3 and 4 run in a fresh interpreter per measurement so peak RSS (ru_maxrss, and RSS
   sampled every 5 ms during the step) belongs to that step. Input for 3 and 4: {mix}.
-- Section 9 (`bench/delivery.py`) accepts {cfg.delivery_n:,} messages on the emulator, then runs
-  each delivery path (worker, trigger) in a fresh interpreter of its own: peak RSS is that
-  process's VmHWM (ru_maxrss survives exec on Linux); the rounds run back to back, without the operator's poll interval.
+- Section 9 (`bench/delivery.py`), for each of {", ".join(f"{n:,}" for n in cfg.delivery_ns)}
+  messages: accepts them on the emulator and writes them to a results table (SQLite), then runs
+  each delivery path (worker: the operator reading that table and writing
+  `sms_delivery_status`; trigger: the follower from the ids' XCom) in a fresh interpreter of
+  its own: peak RSS is that process's VmHWM (ru_maxrss survives exec on Linux); the rounds run
+  back to back (poll interval 0.01 s), the second being the last.
 - Section 11 (`bench/streaming.py`) seeds a throwaway PostgreSQL server (fsync on) with COPY,
   then runs one `execute()` per size in a fresh interpreter (after an untimed warm-up of
   {cfg.stream_warmup:,} rows): `recipients_sql` (server-side cursor, chunks of

@@ -45,7 +45,7 @@ class Config:
     retry_ns: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     retry_left: int = 1_000
     retry_runs: int = 3
-    delivery_n: int = 1_000_000
+    delivery_ns: tuple[int, ...] = (250_000, 1_000_000)  # peak RSS of the larger within 1.35 x
     delivery_rounds: int = 2  # round 1 over every message, round 2 over the never-final 1 %
     rules_n: int = 1_000_000
     rules_runs: int = 3
@@ -80,7 +80,7 @@ SMOKE = Config(
     retry_ns=(1_000,),
     retry_left=100,
     retry_runs=1,
-    delivery_n=2_000,
+    delivery_ns=(1_000, 2_000),
     rules_n=2_000,
     rules_runs=1,
     stream_ns=(1_000, 2_000),
@@ -541,17 +541,45 @@ def retry_of_a_large_campaign(cfg: Config, emu: EmulatorProcess) -> list[Row]:
 
 
 def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
-    """``delivery_n`` accepted messages followed to final status (``bench.delivery.measure``):
-    each path of the operator in a fresh process, ``delivery_rounds`` rounds each."""
+    """Each of ``delivery_ns`` accepted messages followed to final status
+    (``bench.delivery.measure``): each path of the operator in a fresh process,
+    ``delivery_rounds`` rounds each; then whether the peak RSS of the largest stays within
+    ``DELIVERY_RSS_GROWTH`` of the smallest's (memory flat in the campaign's size)."""
     from bench.delivery import CONCURRENCY, FAULTS, GAP, measure
 
-    n = cfg.delivery_n
-    result = measure(emu, n, cfg.delivery_rounds, timeout_s=900, say=_say)
-    if result["accepted"] != n:
-        raise RuntimeError(f"the emulator accepted {result['accepted']:,} of {n:,}")
+    rows: list[Row] = []
+    peaks: dict[str, dict[int, float]] = {"worker": {}, "trigger": {}}
+    for n in cfg.delivery_ns:
+        result = measure(emu, n, cfg.delivery_rounds, timeout_s=900, say=_say)
+        if result["accepted"] != n:
+            raise RuntimeError(f"the emulator accepted {result['accepted']:,} of {n:,}")
+        rows += _delivery_rows(n, result, CONCURRENCY, FAULTS, GAP)
+        for path, by_size in peaks.items():
+            by_size[n] = result[path]["max_rss"] / MiB
+    small, large = min(cfg.delivery_ns), max(cfg.delivery_ns)
+    for path, by_size in peaks.items():
+        growth = by_size[large] / by_size[small]
+        rows.append(
+            Row(
+                "9",
+                f"peak RSS of the {path} path, {large:,} messages over {small:,}",
+                value=f"{growth:.2f} x",
+                target=f"≤ {DELIVERY_RSS_GROWTH} x",
+                met=growth <= DELIVERY_RSS_GROWTH,
+                note=f"{by_size[large]:,.0f} MiB / {by_size[small]:,.0f} MiB: what a report keeps "
+                "per message (ids, numbers, a mask) is about 25 bytes",
+            )
+        )
+    return rows
+
+
+DELIVERY_RSS_GROWTH = 1.35
+
+
+def _delivery_rows(n: int, result: dict, concurrency: int, faults: dict, gap: int) -> list[Row]:
     outcomes = ", ".join(
         f"{key.removeprefix('delivery_').removesuffix('_rate').replace('_', ' ')} {share:.0%}"
-        for key, share in FAULTS.items()
+        for key, share in faults.items()
     )
     rows = [
         Row(
@@ -559,12 +587,15 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
             f"set-up: accept {n:,} messages through the hook (100 per request, 16 threads)",
             _single(result["accept_s"]),
             note=f"outcomes drawn per message: {outcomes}; final at once otherwise; "
-            f"emulator RSS after {result['emulator_rss_mib']:,.0f} MiB",
+            f"emulator RSS after {result['emulator_rss_mib']:,.0f} MiB; the accepted rows then "
+            "written to voxsms_results_outcomes (SQLite), as a send with results_conn_id does",
         )
     ]
     paths = {
-        "worker": f"worker path (the follower under asyncio.run, {CONCURRENCY} in flight, rows kept)",
-        "trigger": f"trigger path (the same follower, {CONCURRENCY} in flight, counts only)",
+        "worker": f"worker path (the operator: accepted rows read from the results table, the "
+        f"follower under asyncio.run, {concurrency} in flight, each row written to "
+        "sms_delivery_status as it ends)",
+        "trigger": f"trigger path (the same follower, {concurrency} in flight, counts only)",
     }
     first_calls = []
     for path, label in paths.items():
@@ -572,13 +603,15 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
         for i, (calls, seconds, after) in enumerate(result[path]["rounds"], 1):
             if i == 1:
                 first_calls.append(calls)
+            last = "; the last round: what it finds pending ends as pending" if i > 1 else ""
             rows.append(
                 Row(
                     "9",
                     f"{label}, round {i}: {still_open:,} open",
                     _single(seconds),
-                    note=f"{calls:,} history call{'s' if calls != 1 else ''}, {fmt(seconds / max(calls, 1), 's')} per "
-                    f"call; {after:,} open after it",
+                    note=f"{calls:,} history call{'s' if calls != 1 else ''}, "
+                    f"{fmt(seconds / max(calls, 1), 's')} per call; {after:,} not final after "
+                    f"it{last}",
                 )
             )
             still_open = after
@@ -618,7 +651,7 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
     rows.append(
         Row(
             "9",
-            f"the same XCom if the {n:,} ids were 1 to {GAP} apart (random, seeded)",
+            f"the same XCom if the {n:,} ids were 1 to {gap} apart (random, seeded)",
             value=f"{gapped:,} bytes",
             note="a campaign interleaved with other traffic on the account; computed, not polled",
         )
@@ -631,7 +664,7 @@ def delivery_reports(cfg: Config, emu: EmulatorProcess) -> list[Row]:
                 f"peak RSS of the {path} path's process, {n:,} messages",
                 Sample(values=[peak], unit="MiB"),
                 note=f"VmHWM of a fresh interpreter; {base:,.0f} MiB after imports "
-                f"(+{peak - base:,.0f} MiB for the rounds)",
+                f"(+{peak - base:,.0f} MiB for the report)",
             )
         )
     _say(f"delivery: {n:,} messages, trigger state {state:,} bytes")

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-import pandas as pd
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, XComNotFound
 
 from airflow_provider_voxsms.errors import VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
 from airflow_provider_voxsms.sms import delivery
+from airflow_provider_voxsms.sms.delivery_rows import Followed, StatusRows, failed_numbers
 from airflow_provider_voxsms.sms.follow import (
     DeliveryFollower,
     FollowSettings,
     OpenIds,
     stops_following,
 )
-from airflow_provider_voxsms.storage.delivery_status import log_delivery_status
+from airflow_provider_voxsms.storage.delivery_status import DeliveryStatusTable
 from airflow_provider_voxsms.storage.key import TASK_COLUMNS
-from airflow_provider_voxsms.storage.results import is_location, read_outcomes
+from airflow_provider_voxsms.storage.results import is_location, outcome_blocks
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 # Most messages are final within minutes; what is still open after hours is mostly phones that
@@ -143,14 +145,22 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.hook_params = hook_params or {}
 
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Render as any operator does; a ``messages`` XCom the send never pushed (it failed
+        before saying what it accepted, or never ran) skips the task: there is nothing to
+        follow, and the send's own state already says what went wrong."""
+        try:
+            super().render_template_fields(context, jinja_env)
+        except XComNotFound as err:
+            raise AirflowSkipException(f"Nothing to follow: {err}") from err
+
     def execute(self, context) -> dict:
         started = time.time()
-        frame = self._followed(context)
-        ids = frame["message_id"].to_numpy()
-        self.log.info("Following %d message(s) to their final delivery status", len(ids))
-        if self.deferrable and len(ids):
+        followed = self._followed(context)
+        self.log.info("Following %d message(s) to their final delivery status", len(followed))
+        if self.deferrable and len(followed):
             ti = context["ti"]
-            ti.xcom_push(key=FOLLOWED_IDS_KEY, value=delivery.encode_ids(ids))
+            ti.xcom_push(key=FOLLOWED_IDS_KEY, value=delivery.encode_ids(followed.ids))
             trigger = A2PSmsDeliveryTrigger(
                 ids_xcom={
                     "dag_id": ti.dag_id,
@@ -169,8 +179,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
                 max_concurrency=self.max_concurrency,
             )
             self.defer(trigger=trigger, method_name="execute_complete")
-        follower = self._follow(ids, started + self.timeout_s)
-        return self._finish(context, frame, follower.seen(), started)
+        return self._report(context, followed, started, started + self.timeout_s)
 
     def execute_complete(self, context, event: dict | None = None) -> dict:
         """Resumed after the trigger: one round collects every message's row, then outputs."""
@@ -184,77 +193,57 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             event.get("calls"),
             event.get("open"),
         )
-        frame = self._followed(context)
-        follower = self._follow(frame["message_id"].to_numpy(), one_round=True)
-        return self._finish(context, frame, follower.seen(), float(event.get("started") or 0))
+        started = float(event.get("started") or 0)
+        return self._report(context, self._followed(context), started, deadline=0.0)
 
     # -- the pieces ------------------------------------------------------------------------
 
-    def _followed(self, context) -> pd.DataFrame:
+    def _followed(self, context) -> Followed:
+        """What to follow: the accepted rows of a send's results table (read a block at a
+        time), or the messages given in XCom."""
         messages = self.messages
         if self.send_task_id is not None:
             messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
         self._messages_from_results = _has_location(messages)
         try:
-            return delivery.messages_frame(_read_results(messages))
+            if self._messages_from_results:
+                return Followed.from_blocks(_accepted_blocks(messages))
+            return Followed.from_messages(messages)
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: {err}") from err
 
-    def _follow(self, ids, deadline: float = 0.0, one_round: bool = False) -> DeliveryFollower:
-        """Follow ``ids`` in this worker with the trigger's code, run by ``asyncio.run``: until
-        each is final or ``deadline`` passes, or for one round. Errors every round would meet
-        (configuration, credentials, stopping API codes) fail the task at once."""
-        settings = FollowSettings(
-            src_number=self.src_number or None,
-            deadline=deadline,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
-            max_concurrency=self.max_concurrency,
-        )
-        params = {"pool_size": max(1, self.max_concurrency), **self.hook_params}
-
-        async def follow() -> DeliveryFollower:
-            async with VoximplantAsyncHook(self.voximplant_conn_id, **params) as hook:
-                follower = DeliveryFollower(
-                    hook, OpenIds(ids), settings, keep_rows=True, log=self.log
-                )
-                await (follower.poll_round() if one_round else follower.run())
-                return follower
-
-        try:
-            return asyncio.run(follow())
-        except VoximplantError as err:
-            if stops_following(err):
-                raise AirflowFailException(str(err)) from err
-            raise
-
-    def _finish(self, context, frame: pd.DataFrame, rows: dict, started: float) -> dict:
-        statuses = delivery.delivery_frame(frame, rows)
-        failed = delivery.failed_numbers(statuses)
-        summary = delivery.summarise(statuses, time.time() - started if started else 0.0)
+    def _report(self, context, followed: Followed, started: float, deadline: float) -> dict:
+        """Follow in this worker until every message is final or ``deadline`` (a past one: one
+        round, which collects the rows after the trigger), writing each message's row as the
+        follower is done with it; then the outputs."""
         ti = context["ti"]
-        key = (ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
-        if self.report_conn_id:
-            log_delivery_status(
-                statuses,
-                conn_id=self.report_conn_id,
-                dag_id=key[0],
-                run_id=key[1],
-                task_id=key[2],
-                map_index=key[3],
-                table=self.report_table,
-            )
-        if self.report_conn_id and self._messages_from_results:
-            # A send that kept its rows out of XCom: so does its report (the rows are in the
-            # table; the XComs say where, and how many).
-            where = {"conn_id": self.report_conn_id, "table": self.report_table}
-            where.update(zip(TASK_COLUMNS, key, strict=True))
-            ti.xcom_push(key="delivery_status", value={**where, "rows": len(statuses)})
-            undelivered = {**where, "not_status": "DELIVERED", "rows": len(failed)}
-            ti.xcom_push(key="failed_numbers", value=undelivered)
-        else:
+        key = dict(
+            zip(TASK_COLUMNS, (ti.dag_id, ti.run_id, ti.task_id, _map_index(ti)), strict=True)
+        )
+        in_table = bool(self.report_conn_id)
+        # A send that kept its rows out of XCom: so does its report (the rows are in the table;
+        # the XComs say where, and how many).
+        rows_in_xcom = not (in_table and self._messages_from_results)
+        table = (
+            DeliveryStatusTable(self.report_conn_id, key, self.report_table)
+            if in_table
+            else nullcontext()
+        )
+        with table as writer:
+            rows = StatusRows(followed, write=writer.write if in_table else None, keep=rows_in_xcom)
+            follower = self._follow(followed.ids, deadline, on_done=rows.add)
+            rows.add_unseen(follower.open.open_ids())
+            rows.close()
+        summary = rows.summary(time.time() - started if started else 0.0)
+        if rows_in_xcom:
+            statuses = rows.frame()
             ti.xcom_push(key="delivery_status", value=statuses)
-            ti.xcom_push(key="failed_numbers", value=failed)
+            ti.xcom_push(key="failed_numbers", value=failed_numbers(statuses))
+        else:
+            where = {"conn_id": self.report_conn_id, "table": self.report_table, **key}
+            ti.xcom_push(key="delivery_status", value={**where, "rows": rows.rows})
+            undelivered = {**where, "not_status": "DELIVERED", "rows": rows.undelivered}
+            ti.xcom_push(key="failed_numbers", value=undelivered)
         self.log.info("Delivery report: %s", summary)
         if self.fail_on_undelivered_ratio is not None:
             ratio = delivery.undelivered_ratio(summary)
@@ -266,18 +255,51 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
                 )
         return summary
 
+    def _follow(self, ids, deadline: float, on_done) -> DeliveryFollower:
+        """Follow ``ids`` in this worker with the trigger's code, run by ``asyncio.run``, until
+        each is final or ``deadline`` passes. Errors every round would meet (configuration,
+        credentials, stopping API codes) fail the task at once."""
+        settings = FollowSettings(
+            src_number=self.src_number or None,
+            deadline=deadline,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            max_concurrency=self.max_concurrency,
+        )
+        params = {"pool_size": max(1, self.max_concurrency), **self.hook_params}
 
-def _read_results(messages: Any) -> Any:
-    """Where a send wrote its rows (its summary, or its ``accepted_numbers`` XCom, with
-    ``results_conn_id``) replaced by the accepted messages read from that table; anything
-    else as it is."""
-    if is_location(messages):
-        where = messages.get("results", messages)
-        accepted = {**where, "outcomes": ["accepted"]}
-        return read_outcomes(accepted, ["destination_number", "message_id"])
-    if _has_location(messages):
-        return [_read_results(item) for item in messages]
-    return messages
+        async def follow() -> DeliveryFollower:
+            follower = DeliveryFollower(None, OpenIds(ids), settings, on_done=on_done, log=self.log)
+            if follower.open.done:
+                return follower
+            async with VoximplantAsyncHook(self.voximplant_conn_id, **params) as hook:
+                follower.api = hook
+                await follower.run()
+                return follower
+
+        try:
+            return asyncio.run(follow())
+        except VoximplantError as err:
+            if stops_following(err):
+                raise AirflowFailException(str(err)) from err
+            raise
+
+
+def _map_index(ti) -> int:
+    return getattr(ti, "map_index", -1)
+
+
+def _accepted_blocks(messages: Any):
+    """The accepted rows (message id, number) of every results location in ``messages`` (a
+    send's summary or ``accepted_numbers`` XCom, or a list of them), a block at a time."""
+    locations = [messages] if is_location(messages) else [m for m in messages if is_location(m)]
+    return itertools.chain.from_iterable(
+        outcome_blocks(
+            {**location.get("results", location), "outcomes": ["accepted"]},
+            ["message_id", "destination_number"],
+        )
+        for location in locations
+    )
 
 
 def _has_location(messages: Any) -> bool:

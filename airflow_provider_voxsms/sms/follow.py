@@ -7,7 +7,12 @@ The trigger awaits :meth:`DeliveryFollower.run` on the triggerer's event loop; a
 what the round learnt before it. Between rounds the wait doubles while rounds finalise nothing
 (:func:`next_delay`). A round that fails is retried by the next one (the hook has already
 retried each call); an error that would fail every round the same way stops following
-(:func:`stops_following`).
+(:func:`stops_following`). The round that starts at or after the deadline is the last: what it
+finds still pending is done with too, as pending.
+
+The follower keeps no row. ``on_done``, when given, is handed the history rows of the messages
+it is done with, an answer at a time (the worker's report writes them as they come, so a
+million messages are never a million objects); without it only counts are kept (the trigger).
 
 Nothing here may hold the event loop for long, because the triggerer's loop is shared by every
 deferred task of the deployment: the open ids are one sorted int64 array and a mask
@@ -33,10 +38,8 @@ from airflow_provider_voxsms.sms import history
 from airflow_provider_voxsms.sms.delivery import (
     FINAL_STATUSES,
     NO_ID,
-    DeliveryRow,
     decode_id_array,
     message_id_of,
-    parse_row,
     row_status,
     sorted_ids,
 )
@@ -153,9 +156,9 @@ class DeliveryFollower:
     :param api: the async history (``VoximplantAsyncHook``).
     :param ids: what to follow.
     :param settings: see :class:`FollowSettings`.
-    :param keep_rows: keep what the history showed of each message (the worker, which writes
-        the outputs): final rows in ``rows``, the last row of an open one in ``last_seen``;
-        without it only ``counts`` (the trigger, whose memory should stay flat).
+    :param on_done: called with the history rows of the messages the follower is done with,
+        an answer at a time: each message once, when its row is final, or, in the last round,
+        still pending. A message the last round does not find stays in ``open``.
     :param clock: epoch seconds (``deadline``'s clock); :param sleep: the wait between rounds.
     """
 
@@ -165,7 +168,7 @@ class DeliveryFollower:
         ids: OpenIds,
         settings: FollowSettings = FollowSettings(),
         *,
-        keep_rows: bool = False,
+        on_done: Callable[[list[dict]], Any] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         log: logging.Logger | logging.LoggerAdapter = log,
@@ -173,25 +176,21 @@ class DeliveryFollower:
         self.api = api
         self.open = ids
         self.settings = settings
-        self.keep_rows = keep_rows
+        self.on_done = on_done
         self.clock = clock
         self.sleep = sleep
         self.log = log
         self.counts: dict[str, int] = {}
-        self.rows: dict[int, DeliveryRow] = {}
-        self.last_seen: dict[int, DeliveryRow] = {}
+        self.final = 0
         self.rounds = 0
         self.calls = 0
 
-    def seen(self) -> dict[int, DeliveryRow]:
-        """Every row the history showed: the final ones, and the last of each open message."""
-        return {**self.last_seen, **self.rows}
-
     def state(self) -> dict[str, Any]:
-        """Small and JSON-friendly: ``messages``, ``open``, ``counts``, ``rounds``, ``calls``."""
+        """Small and JSON-friendly: ``messages``, ``open`` (not final), ``counts`` (of the
+        final ones, by status), ``rounds``, ``calls``."""
         return {
             "messages": self.open.total,
-            "open": len(self.open),
+            "open": self.open.total - self.final,
             "counts": dict(self.counts),
             "rounds": self.rounds,
             "calls": self.calls,
@@ -202,31 +201,33 @@ class DeliveryFollower:
         Raises the errors :func:`stops_following` names; others wait for the next round."""
         idle = 0
         while not self.open.done:
+            last = self.clock() >= self.settings.deadline
             before = len(self.open)
             try:
-                await self.poll_round()
+                await self.poll_round(last=last)
             except VoximplantError as err:
                 if stops_following(err):
                     raise
                 self.log.warning("Delivery poll round failed, next round retries: %s", err)
             idle = 0 if len(self.open) < before else idle + 1
-            remaining = self.settings.deadline - self.clock()
             self.log.info(
                 "Round %d: %d final, %d open (%d call(s) so far)",
                 self.rounds,
-                self.open.total - len(self.open),
-                len(self.open),
+                self.final,
+                self.open.total - self.final,
                 self.calls,
             )
-            if self.open.done or remaining <= 0:
+            if self.open.done or last:
                 break
             s = self.settings
+            remaining = max(0.0, s.deadline - self.clock())
             await self.sleep(next_delay(s.poll_interval, idle - 1, remaining, s.max_poll_interval))
-        return "done" if self.open.done else "timeout"
+        return "done" if self.final == self.open.total else "timeout"
 
-    async def poll_round(self) -> int:
+    async def poll_round(self, last: bool = False) -> int:
         """Ask once about every open message, ``max_concurrency`` calls at a time; returns how
-        many became final. The first failing call's error is raised once the others stopped."""
+        many became final. ``last``: the messages shown still pending are done with too. The
+        first failing call's error is raised once the others stopped."""
         queries = history.id_queries(self.open.open_ids(), source_number=self.settings.src_number)
         finished = 0
 
@@ -234,7 +235,7 @@ class DeliveryFollower:
             nonlocal finished
             for query in queries:  # shared: each worker takes the next query
                 rows = await history.read_async(history.pages(query), self._call)
-                finished += self.apply(rows)
+                finished += self.apply(rows, last=last)
                 await asyncio.sleep(0)  # let the loop run between answers, whatever the API
 
         calls = math.ceil(len(self.open) / history.IDS_PER_QUERY)
@@ -248,30 +249,30 @@ class DeliveryFollower:
         self.rounds += 1
         return finished
 
-    def apply(self, raw_rows: list[dict]) -> int:
+    def apply(self, raw_rows: list[dict], last: bool = False) -> int:
         """Record history rows; returns how many messages became final.
 
-        Column by column: without ``keep_rows`` no object is made per row, so an answer leaves
-        nothing behind for the garbage collector to walk (a full collection of a triggerer's
-        heap holds the loop for a tenth of a second or more).
+        Column by column, and no object is kept per row: an answer leaves nothing behind for
+        the garbage collector to walk (a full collection of a triggerer's heap holds the loop
+        for a tenth of a second or more). ``last``: rows still pending close their messages
+        too (handed to ``on_done``, not counted as final).
         """
         n = len(raw_rows)
         ids = np.fromiter(map(message_id_of, raw_rows), dtype=np.int64, count=n)
         statuses = [row_status(row) for row in raw_rows]
         final = np.fromiter((s in FINAL_STATUSES for s in statuses), dtype=bool, count=n)
         usable = _last_of_each(ids) & (ids != NO_ID)
-        closing = np.flatnonzero(usable & final)
-        closed = closing[self.open.close(ids[closing])].tolist()
-        for i in closed:
-            self.counts[statuses[i]] = self.counts.get(statuses[i], 0) + 1
-        if self.keep_rows:
-            for i in closed:
-                self.rows[int(ids[i])] = parse_row(raw_rows[i])
-                self.last_seen.pop(int(ids[i]), None)
-            pending = np.flatnonzero(usable & ~final)
-            for i in pending[self.open.is_open(ids[pending])].tolist():
-                self.last_seen[int(ids[i])] = parse_row(raw_rows[i])
-        return len(closed)
+        ending = np.flatnonzero(usable & (final | last))
+        ended = ending[self.open.close(ids[ending])].tolist()
+        finished = 0
+        for i in ended:
+            if statuses[i] in FINAL_STATUSES:
+                self.counts[statuses[i]] = self.counts.get(statuses[i], 0) + 1
+                finished += 1
+        self.final += finished
+        if self.on_done is not None and ended:
+            self.on_done([raw_rows[i] for i in ended])
+        return finished
 
     @property
     def _width(self) -> int:

@@ -129,3 +129,35 @@ def stored_utc(value: str | datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def insert_frame(cur: Any, hook: DbApiHook, table: str, frame: Any, texts: Sequence[str]) -> None:
+    """Insert a DataFrame's rows (its columns are the table's): PostgreSQL's ``COPY`` where the
+    driver has it (psycopg2, psycopg 3; ``\\N`` marks NULL, so an empty text stays empty),
+    else ``executemany`` of the dialect's INSERT (sqlite3 loops over the rows in C). ``texts``:
+    the text columns (written as Python strings, None where missing)."""
+    check_table_name(table)
+    names = ", ".join(frame.columns)
+    if hasattr(cur, "copy_expert") or hasattr(cur, "copy"):
+        import io
+
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, header=False, na_rep=r"\N")
+        sql = rf"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\N')"
+        if hasattr(cur, "copy_expert"):
+            buffer.seek(0)
+            cur.copy_expert(sql, buffer)
+        else:
+            with cur.copy(sql) as copy:
+                copy.write(buffer.getvalue())
+        return
+    columns = [
+        sql_texts(frame[name])
+        if name in texts
+        else frame[name].to_numpy(dtype=object, na_value=None)
+        for name in frame.columns
+    ]
+    marks = ", ".join([hook.placeholder] * len(frame.columns))
+    cur.executemany(
+        f"INSERT INTO {table} ({names}) VALUES ({marks})", list(zip(*columns, strict=True))
+    )

@@ -10,22 +10,43 @@ not rows); the resumed task collects the rows in one round. A restarted trigger 
 already final, which costs one round of calls and changes nothing (the history is only read).
 
 The polling is ``sms.follow.DeliveryFollower`` over ``VoximplantAsyncHook``, the code a worker
-runs when the task does not defer. Nothing blocks the triggerer's event loop: the XCom is read
-and the ids decoded in a thread, the hook loads its connection, key and TLS context in one.
+runs when the task does not defer. Nothing blocks the triggerer's event loop: the triggerer
+imports this module on its loop, so it imports nothing heavy (the follower, numpy, the hook,
+httpx and cryptography are imported in a thread when the trigger starts: about a second on a
+busy machine); the XCom is read and the ids decoded in a thread, the hook loads its
+connection, key and TLS context in one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_voxsms.compat import read_xcom
-from airflow_provider_voxsms.errors import VoximplantError
-from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
-from airflow_provider_voxsms.sms.follow import DeliveryFollower, FollowSettings, OpenIds
+if TYPE_CHECKING:
+    from airflow_provider_voxsms.sms.follow import DeliveryFollower, FollowSettings, OpenIds
+
+DEFAULT_CONN_ID = "voximplant_default"  # VoximplantAsyncHook.default_conn_name
+
+
+def _load() -> SimpleNamespace:
+    """The modules the trigger runs on (imported in a thread, off the loop)."""
+    compat = importlib.import_module("airflow_provider_voxsms.compat")
+    errors = importlib.import_module("airflow_provider_voxsms.errors")
+    hooks = importlib.import_module("airflow_provider_voxsms.hooks.voximplant")
+    follow = importlib.import_module("airflow_provider_voxsms.sms.follow")
+    return SimpleNamespace(
+        read_xcom=compat.read_xcom,
+        VoximplantError=errors.VoximplantError,
+        VoximplantAsyncHook=hooks.VoximplantAsyncHook,
+        DeliveryFollower=follow.DeliveryFollower,
+        FollowSettings=follow.FollowSettings,
+        OpenIds=follow.OpenIds,
+    )
 
 
 class A2PSmsDeliveryTrigger(BaseTrigger):
@@ -48,7 +69,7 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         self,
         *,
         ids_xcom: dict[str, Any],
-        voximplant_conn_id: str = VoximplantAsyncHook.default_conn_name,
+        voximplant_conn_id: str = DEFAULT_CONN_ID,
         src_number: str | None = None,
         deadline: float,
         poll_interval: float = 60.0,
@@ -85,24 +106,24 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = VoximplantAsyncHook(self.voximplant_conn_id, **self._hook_params())
-        follower = DeliveryFollower(hook, OpenIds(), self._settings(), log=self.log)
+        parts = await asyncio.to_thread(_load)
+        hook = parts.VoximplantAsyncHook(self.voximplant_conn_id, **self._hook_params())
+        follower = parts.DeliveryFollower(hook, parts.OpenIds(), self._settings(parts))
         try:
             async with hook:
-                follower = DeliveryFollower(
-                    hook, await self.load_ids(), follower.settings, log=self.log
-                )
+                ids = await self.load_ids(parts)
+                follower = parts.DeliveryFollower(hook, ids, follower.settings, log=self.log)
                 await hook.check_config()
                 status = await follower.run()
-        except (LookupError, VoximplantError) as err:
+        except (LookupError, parts.VoximplantError) as err:
             yield TriggerEvent(self._event("error", follower, message=str(err)))
             return
         yield TriggerEvent(self._event(status, follower))
 
-    async def load_ids(self) -> OpenIds:
+    async def load_ids(self, parts: SimpleNamespace) -> OpenIds:
         """The followed ids, read from the XCom ``ids_xcom`` names (decoded in a thread)."""
         try:
-            encoded = await read_xcom(**self.ids_xcom)
+            encoded = await parts.read_xcom(**self.ids_xcom)
         except Exception as err:  # the API server's answer, as the Task SDK raises it
             raise LookupError(f"Reading XCom {self.ids_xcom} failed: {err}") from None
         if not isinstance(encoded, str):
@@ -110,13 +131,13 @@ class A2PSmsDeliveryTrigger(BaseTrigger):
                 f"The message ids to follow are not in XCom {self.ids_xcom}; the task pushes "
                 "them before it defers: clear the task to run it again."
             )
-        return await asyncio.to_thread(OpenIds.decode, encoded)
+        return await asyncio.to_thread(parts.OpenIds.decode, encoded)
 
     def _hook_params(self) -> dict[str, Any]:
         return {"pool_size": max(1, self.max_concurrency), **self.hook_params}
 
-    def _settings(self) -> FollowSettings:
-        return FollowSettings(
+    def _settings(self, parts: SimpleNamespace) -> FollowSettings:
+        return parts.FollowSettings(
             src_number=self.src_number,
             deadline=self.deadline,
             poll_interval=self.poll_interval,

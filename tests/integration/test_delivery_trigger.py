@@ -49,7 +49,7 @@ def trigger(ids, **kwargs) -> A2PSmsDeliveryTrigger:
     made = A2PSmsDeliveryTrigger(ids_xcom=IDS_XCOM, started=1.0, **kwargs)
     encoded = delivery.encode_ids(ids)
 
-    async def load_ids() -> OpenIds:
+    async def load_ids(parts) -> OpenIds:
         return OpenIds.decode(encoded)
 
     made.load_ids = load_ids
@@ -101,12 +101,28 @@ def test_serialised_state_names_the_ids_instead_of_carrying_them():
     assert A2PSmsDeliveryTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
+def test_loading_the_trigger_class_imports_nothing_heavy():
+    """The triggerer imports a trigger's module on its event loop: this one leaves the
+    follower, numpy, pandas and the hook to a thread at run time (seconds on a busy machine)."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "pandas", "airflow_provider_voxsms.sms.follow", "requests", "tenacity")
+    code = (
+        "import sys, airflow.triggers.base; before = set(sys.modules); "
+        "import airflow_provider_voxsms.triggers.delivery; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules and m not in before))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_missing_ids_fire_an_error_event_that_says_what_to_do(monkeypatch):
     async def no_value(**ref):
         assert ref == IDS_XCOM
         return None
 
-    monkeypatch.setattr("airflow_provider_voxsms.triggers.delivery.read_xcom", no_value)
+    monkeypatch.setattr("airflow_provider_voxsms.compat.read_xcom", no_value)
     event = fire(A2PSmsDeliveryTrigger(ids_xcom=IDS_XCOM, deadline=time.time() + 5))
     assert event["status"] == "error"
     assert "followed_message_ids" in event["message"] and "clear the task" in event["message"]

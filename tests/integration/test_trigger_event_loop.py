@@ -27,7 +27,6 @@ import pytest
 
 from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
 from airflow_provider_voxsms.sms import delivery
-from airflow_provider_voxsms.triggers import delivery as trigger_module
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
 SLOW_S = 0.05
@@ -104,10 +103,11 @@ def follow_in_debug_mode(monkeypatch, ids: np.ndarray, api: History) -> tuple[di
         assert ref == IDS_XCOM
         return encoded
 
-    monkeypatch.setattr(trigger_module, "read_xcom", read_xcom)
+    # The trigger imports these in a thread when it starts, from their modules.
+    monkeypatch.setattr("airflow_provider_voxsms.compat.read_xcom", read_xcom)
     transport = httpx.MockTransport(api)
     hook = functools.partial(VoximplantAsyncHook, transport=transport)
-    monkeypatch.setattr(trigger_module, "VoximplantAsyncHook", hook)
+    monkeypatch.setattr("airflow_provider_voxsms.hooks.voximplant.VoximplantAsyncHook", hook)
     trigger = A2PSmsDeliveryTrigger(
         ids_xcom=IDS_XCOM,
         src_number="VoxDemo",

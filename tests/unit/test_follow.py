@@ -51,7 +51,7 @@ class FakeHistory:
 
 
 def follower(ids, api, **settings) -> DeliveryFollower:
-    return DeliveryFollower(api, OpenIds(ids), FollowSettings(**settings), keep_rows=True)
+    return DeliveryFollower(api, OpenIds(ids), FollowSettings(**settings))
 
 
 def one_round(f: DeliveryFollower) -> int:
@@ -111,29 +111,27 @@ def test_a_message_the_history_does_not_show_stays_open():
     assert open_set(f) == {2} and not f.open.done
 
 
-def test_rows_kept_are_the_final_ones_and_the_last_pending_one():
+def test_each_message_is_handed_on_once_when_final_and_pending_ones_in_the_last_round():
     statuses = {1: "DELIVERED", 2: "QUEUED", 3: "DISPATCHED"}
-    f = follower([1, 2, 3], FakeHistory(statuses))
-    one_round(f)
-    assert set(f.rows) == {1} and set(f.last_seen) == {2, 3}
+    done: list[list[dict]] = []
+    f = DeliveryFollower(FakeHistory(statuses), OpenIds([1, 2, 3, 4]), on_done=done.append)
+    asyncio.run(f.poll_round())
+    assert [[r["message_id"] for r in rows] for rows in done] == [[1]]
     statuses[2] = "EXPIRED"
-    one_round(f)
-    assert set(f.rows) == {1, 2} and set(f.last_seen) == {3}
-    assert {i: row.delivery_status for i, row in f.seen().items()} == {
-        1: "DELIVERED",
-        2: "EXPIRED",
-        3: "DISPATCHED",
-    }
-    counts_only = DeliveryFollower(FakeHistory(statuses), OpenIds([1, 2, 3]))
-    asyncio.run(counts_only.poll_round())
-    assert counts_only.rows == {} and counts_only.last_seen == {}
-    assert counts_only.state() == {
-        "messages": 3,
-        "open": 1,
+    asyncio.run(f.poll_round())
+    assert [r["message_id"] for r in done[-1]] == [2] and len(done) == 2
+    assert f.state() == {
+        "messages": 4,
+        "open": 2,
         "counts": {"DELIVERED": 1, "EXPIRED": 1},
-        "rounds": 1,
-        "calls": 1,
+        "rounds": 2,
+        "calls": 2,
     }
+    # The last round: 3 is still DISPATCHED, so it is handed on as it is; 4 is not shown.
+    asyncio.run(f.poll_round(last=True))
+    assert [(r["message_id"], r["delivery_status"]) for r in done[-1]] == [(3, "DISPATCHED")]
+    assert open_set(f) == {4} and f.final == 2
+    assert f.state()["open"] == 2 and f.state()["counts"] == {"DELIVERED": 1, "EXPIRED": 1}
 
 
 def test_back_off_doubles_while_idle_capped_and_never_past_the_deadline():
@@ -225,6 +223,35 @@ def test_run_stops_at_the_deadline_with_what_is_open():
     f = polled(api, [1, 2], clock, deadline=clock.now + 10)
     assert run(f) == "timeout"
     assert f.state()["open"] == 1 and sum(clock.sleeps) == 10, "the last round at the deadline"
+    assert f.rounds == len(api.calls) == 6 and clock.sleeps == [1, 1, 2, 4, 2]
+
+
+def test_a_round_that_ends_past_the_deadline_is_followed_by_the_last_one():
+    """The last round is the one that starts at the deadline: it hands on what is pending."""
+    api, clock = FakeHistory({1: "DISPATCHED"}), Clock()
+    original = api.a2p_get_sms_history
+
+    async def slow(**params):
+        clock.now += 7  # a round of 7 s, its deadline 5 s away
+        return await original(**params)
+
+    api.a2p_get_sms_history = slow
+    done: list[dict] = []
+    settings = FollowSettings(deadline=clock.now + 5, poll_interval=1, max_poll_interval=8)
+    f = DeliveryFollower(
+        api, OpenIds([1]), settings, on_done=done.extend, clock=clock.time, sleep=clock.sleep
+    )
+    assert run(f) == "timeout"
+    assert f.rounds == 2 and clock.sleeps == [0.0]
+    assert [row["delivery_status"] for row in done] == ["DISPATCHED"]
+
+
+def test_a_past_deadline_is_one_round_that_hands_on_every_message_shown():
+    api = FakeHistory({1: "DELIVERED", 2: "QUEUED"})
+    done: list[dict] = []
+    f = DeliveryFollower(api, OpenIds([1, 2, 3]), FollowSettings(deadline=0), on_done=done.extend)
+    assert run(f) == "timeout" and f.rounds == 1
+    assert sorted(row["message_id"] for row in done) == [1, 2] and open_set(f) == {3}
 
 
 def test_a_failed_round_is_retried_by_the_next_and_a_stopping_error_raises():
