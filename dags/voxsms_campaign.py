@@ -8,8 +8,14 @@ On connection ``voxsms_db`` (SQLite or PostgreSQL): every message's delivery sta
 ``sms_failed_numbers``: the send's (stages ``validation``, ``api``, ``not_sent``) under task id
 ``send``, the delivery report's (stage ``delivery``: FAILED, EXPIRED, REJECTED, ABORTED or
 UNKNOWN) under task id ``delivery``. They are logged whether the send and the report succeeded
-or failed (the operators push them before they fail), and the run fails when the send, the
-delivery report or the logging failed.
+or failed (the operators push them before they fail).
+
+Every message the send accepted is followed, also when the send failed part-way (the money ran
+out after 1,200 of 3,000 numbers: those 1,200 went out): ``delivery`` runs once the send is
+done, whatever its end (``trigger_rule="all_done"``), on the ``accepted_numbers`` the send
+pushed before it failed; it is skipped when the send pushed none (it failed before saying what
+it accepted, or never ran). The run fails when the send, the delivery report or the logging
+failed: a green run means the campaign did what it says.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ def voxsms_campaign():
         timeout=DELIVERY_TIMEOUT_S,
         poll_interval=DELIVERY_POLL_INTERVAL_S,
         report_conn_id="voxsms_db",  # table sms_delivery_status
+        trigger_rule="all_done",  # what a failed send accepted is followed too
     )
 
     @task
@@ -93,7 +100,7 @@ def voxsms_campaign():
     @task
     def report(summary: dict, delivered: dict) -> dict:
         """The campaign's counts, for whatever comes next; runs only when the send and the
-        delivery report succeeded."""
+        delivery report succeeded (else it ends upstream_failed, which fails the run)."""
         undelivered = delivered["messages"] - delivered["delivered"] - delivered["pending"]
         return {
             **{key: summary[key] for key in COUNTS},
@@ -103,11 +110,11 @@ def voxsms_campaign():
         }
 
     # log_failed is a teardown: it runs when the send and the delivery report are done, failed
-    # or not (a failed send leaves delivery upstream_failed), and clearing the send clears
-    # extract (its setup) and log_failed too. on_failure_fail_dagrun=True: a failed log fails
-    # the run, as the table would miss numbers. Such a teardown is a leaf like any task, so
-    # neither the send nor the report is a leaf: report, an ordinary task after both, is what
-    # fails the run (upstream_failed) when the send or the delivery report failed.
+    # or not, and clearing the send clears extract (its setup) and log_failed too.
+    # on_failure_fail_dagrun=True: a failed log fails the run, as the table would miss numbers.
+    # A run's state is its leaves', teardowns aside, and delivery (all_done) may succeed after
+    # a failed send; so neither is a leaf: report, an ordinary (all_success) task after both,
+    # is what fails the run (upstream_failed) when the send or the delivery report failed.
     report(send.output, delivery.output)
     [send, delivery] >> log_failed().as_teardown(setups=recipients, on_failure_fail_dagrun=True)
 

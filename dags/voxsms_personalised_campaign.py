@@ -21,9 +21,10 @@ A new DAG run is a new campaign: to text the deferred numbers later, send to tho
 (the task then waits for each window and goes on until every row is sent).
 
 Then, as in ``voxsms_campaign``: ``delivery`` follows the accepted messages (statuses in
-``sms_delivery_status``), failed numbers go to ``sms_failed_numbers`` under the task that found
-them (``send``: stages ``validation``, ``api``, ``not_sent``; ``delivery``: stage
-``delivery``), and the run fails when the send, the delivery report or the logging failed.
+``sms_delivery_status``), also those of a send that failed part-way (``trigger_rule=
+"all_done"``), failed numbers go to ``sms_failed_numbers`` under the task that found them
+(``send``: stages ``validation``, ``api``, ``not_sent``; ``delivery``: stage ``delivery``), and
+the run fails when the send, the delivery report or the logging failed.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def voxsms_personalised_campaign():
         timeout=DELIVERY_TIMEOUT_S,
         poll_interval=DELIVERY_POLL_INTERVAL_S,
         report_conn_id=CONN_ID,  # table sms_delivery_status
+        trigger_rule="all_done",  # what a failed send accepted is followed too
     )
 
     @task
@@ -207,10 +209,11 @@ def voxsms_personalised_campaign():
             "pending": delivered["pending"],
         }
 
-    # As in voxsms_campaign: log_numbers is a teardown (it runs when the send and the delivery
-    # report are done, failed or not; clearing the send clears extract and it too), a failed
-    # log fails the run (on_failure_fail_dagrun=True), and report, an ordinary task after both,
-    # is what fails the run when the send or the delivery report failed.
+    # As in voxsms_campaign: delivery runs once the send is done, whatever its end;
+    # log_numbers is a teardown (it runs when the send and the delivery report are done,
+    # failed or not; clearing the send clears extract and it too), a failed log fails the run
+    # (on_failure_fail_dagrun=True), and report, an ordinary task after both, is what fails
+    # the run when the send or the delivery report failed.
     report(send.output, delivery.output)
     [send, delivery] >> log_numbers().as_teardown(setups=customers, on_failure_fail_dagrun=True)
 

@@ -15,19 +15,29 @@ Tasks:
   campaign. It returns the shard directories' URLs: the run's only hand-off to the shards. At
   most ``[core] max_map_length`` shards; empty shards are not created (an empty source gives
   none, and the run ends without sending).
-- ``send`` (mapped, one task instance per shard directory) is ``A2PSendSmsOperator`` reading
-  its shard with ``recipients_path``: it normalises, deduplicates, sends, settles, and writes
-  one row per input row to ``voxsms_results_outcomes`` on ``voxsms_db`` (outcome ``accepted``
-  with ``message_id``, ``failed`` with ``error_code``, ``not_sent``, ``unknown``, ``invalid``,
-  ``duplicate``, ...; under ``task_id`` send and the shard's ``map_index``). The send ledger on
-  ``voxsms_db`` makes its retries (2, 15 s apart: a lost worker) and cleared shards resume
-  instead of sending again.
-- ``delivery`` (mapped over ``send``'s summaries: map index i follows shard i's accepted
-  messages, which it reads from the results table) writes every message's status to
-  ``sms_delivery_status`` under its map index. With param ``deferrable`` it waits in the
-  triggerer instead of a worker slot (the operator's ``deferrable`` is not templated, so a
-  ``pre_execute`` hook sets it from the run's params).
-- ``report`` sums every shard's send and delivery counts (its return value).
+- ``shard`` (a task group mapped over the shard directories: map index i is shard i) holds
+  two tasks, whose ids stay ``send`` and ``delivery``:
+
+  - ``send`` is ``A2PSendSmsOperator`` reading its shard with ``recipients_path``: it
+    normalises, deduplicates, sends, settles, and writes one row per input row to
+    ``voxsms_results_outcomes`` on ``voxsms_db`` (outcome ``accepted`` with ``message_id``,
+    ``failed`` with ``error_code``, ``not_sent``, ``unknown``, ``invalid``, ``duplicate``, ...;
+    under ``task_id`` send and the shard's ``map_index``). The send ledger on ``voxsms_db``
+    makes its retries (2, 15 s apart: a lost worker) and cleared shards resume instead of
+    sending again.
+  - ``delivery`` follows the messages its shard's send accepted, which it reads from the
+    results table a block at a time (the send's ``accepted_numbers`` XCom says where they
+    are), and writes every message's status to ``sms_delivery_status`` under the shard's map
+    index. It runs once its own send is done, whatever its end (``trigger_rule="all_done"``):
+    a send that failed part-way (the money ran out) pushed where its accepted rows are before
+    it failed, and they are followed all the same; a send that pushed nothing skips it. With
+    param ``deferrable`` it waits in the triggerer instead of a worker slot (the operator's
+    ``deferrable`` is not templated, so a ``pre_execute`` hook sets it from the run's params).
+
+  A failed shard blocks nobody else's report: each delivery report waits for its own send.
+- ``report`` sums every shard's send and delivery counts (its return value); it runs only when
+  every send and every delivery report succeeded, and otherwise ends ``upstream_failed``,
+  which fails the run (a green run means the whole campaign did what it says).
 - ``cleanup_shards``, a teardown of ``split``, deletes the run's shard directory once every
   send shard is done, whether they succeeded or failed. Clearing a ``send`` shard clears
   ``split`` (its setup) too, so the shards are written again before it resumes.
@@ -37,18 +47,13 @@ send's in ``voxsms_results_outcomes`` (``outcome IN ('invalid', 'failed', 'not_s
 'unknown')``; ``input_number`` as the source wrote it), the ones that failed on delivery in
 ``sms_delivery_status`` (``delivery_status <> 'DELIVERED'``). Copying them into a third table
 would read millions of rows through one task for no new information. Both tables are written
-as the tasks go, so a failed shard's outcomes are there too.
+as the tasks go, so a failed shard's outcomes and statuses are there too.
 
 What stays in XCom: ``split``'s list of shard URLs; each ``send``'s summary and its
 ``accepted_numbers``, ``failed_numbers``, ``unknown_numbers`` and ``deferred_numbers``, which
 say where the rows are in the results table (connection, table, task key, row count); each
-``delivery``'s counts; ``report``'s sums. (The delivery report operator still pushes its
-``delivery_status`` and ``failed_numbers`` rows as XComs as well, one row per message.)
-
-The run fails when any send shard or delivery report failed: ``report``, an ordinary task after
-both, then ends ``upstream_failed``. ``delivery`` expands over every shard's summary, so it
-starts when the last send shard succeeded, and no shard's delivery report runs while a send
-shard has failed (clear it: it resumes from the ledger, and the delivery reports follow).
+``delivery``'s counts, and its ``delivery_status`` and ``failed_numbers``, which say where its
+rows are in ``sms_delivery_status``; ``report``'s sums.
 
 ``shards_path`` (param; default env ``VOXSMS_SHARDS_PATH``, else ``file://<tempdir>/
 voxsms-shards``, as seen where the DAG is parsed) must be storage that every worker can read,
@@ -68,7 +73,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from airflow.sdk import ObjectStoragePath, Param, conf, dag, task
+from airflow.sdk import ObjectStoragePath, Param, XComArg, conf, dag, task, task_group
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
@@ -157,6 +162,12 @@ def write_shards(chunks: Iterable[pd.DataFrame], where: ObjectStoragePath, shard
     return [str(where / f"shard-{shard:04d}") for shard in sorted(written)]
 
 
+def each_shard(values) -> list:
+    """The values of a task in the mapped task group, one per shard. (Pulled from outside the
+    group, a single shard's value comes as itself, not as a list of one.)"""
+    return [values] if isinstance(values, dict) else list(values)
+
+
 def deferrable_from_params(context) -> None:
     """pre_execute hook: the delivery report waits in the triggerer when param ``deferrable``
     is true (the operator's ``deferrable`` argument is not a template field)."""
@@ -208,31 +219,42 @@ def voxsms_sharded_campaign():
         return write_shards(chunks, where, shards)
 
     shard_dirs = split()
-    send = A2PSendSmsOperator.partial(
-        task_id="send",
-        text="{{ params.text }}",
-        src_number="{{ params.src_number }}",
-        default_region=REGION,
-        ledger_conn_id="voxsms_db",  # retries and cleared shards never re-send
-        results_conn_id="voxsms_db",  # one row per input row in voxsms_results_outcomes
-        retries=2,
-        retry_delay=timedelta(seconds=15),
-    ).expand(recipients_path=shard_dirs)
 
-    delivery = A2PSmsDeliveryReportOperator.partial(
-        task_id="delivery",
-        src_number="{{ params.src_number }}",
-        timeout=DELIVERY_TIMEOUT_S,
-        poll_interval=DELIVERY_POLL_INTERVAL_S,
-        report_conn_id="voxsms_db",  # table sms_delivery_status, per map index
-        pre_execute=deferrable_from_params,
-    ).expand(messages=send.output)  # a summary says where its shard's accepted rows are
+    @task_group(prefix_group_id=False)  # the task ids stay send and delivery (ledger keys)
+    def shard(recipients_path: str):
+        """One shard: its send, then its delivery report (map index i: shard i)."""
+        send = A2PSendSmsOperator(
+            task_id="send",
+            recipients_path=recipients_path,
+            text="{{ params.text }}",
+            src_number="{{ params.src_number }}",
+            default_region=REGION,
+            ledger_conn_id="voxsms_db",  # retries and cleared shards never re-send
+            results_conn_id="voxsms_db",  # one row per input row in voxsms_results_outcomes
+            retries=2,
+            retry_delay=timedelta(seconds=15),
+        )
+        delivery = A2PSmsDeliveryReportOperator(
+            task_id="delivery",
+            # Where the shard's accepted rows are: pushed before a send fails, unlike its
+            # summary (send.output), so a send that failed part-way is followed too.
+            messages=XComArg(send, key="accepted_numbers"),
+            src_number="{{ params.src_number }}",
+            timeout=DELIVERY_TIMEOUT_S,
+            poll_interval=DELIVERY_POLL_INTERVAL_S,
+            report_conn_id="voxsms_db",  # table sms_delivery_status, per map index
+            trigger_rule="all_done",  # once its own send is done, whatever its end
+            pre_execute=deferrable_from_params,
+        )
+        return send, delivery
+
+    send, delivery = shard.expand(recipients_path=shard_dirs)
 
     @task(multiple_outputs=False)  # one XCom, not one per key (as "-> dict" would infer)
     def report(summaries, deliveries) -> dict:
         """The campaign's counts over every shard; runs only when every shard's send and
         delivery report succeeded."""
-        summaries, deliveries = list(summaries), list(deliveries)
+        summaries, deliveries = each_shard(summaries), each_shard(deliveries)
         counts = {key: sum(summary[key] for summary in summaries) for key in COUNTS}
         delivered = sum(d["delivered"] for d in deliveries)
         pending = sum(d["pending"] for d in deliveries)
@@ -252,9 +274,10 @@ def voxsms_sharded_campaign():
             where.rmdir(recursive=True)
 
     # cleanup_shards is a teardown: it runs when every send shard is done, failed or not, and
-    # does not fail the run (the shards are copies of the source). It is a leaf like any task,
-    # so report, an ordinary task after send and delivery, is what fails the run
-    # (upstream_failed) when a shard's send or delivery report failed.
+    # does not fail the run (the shards are copies of the source). A run's state is its
+    # leaves', teardowns aside, and a delivery report may succeed after its send failed; so
+    # report, an ordinary (all_success) task after every send and delivery report, is what
+    # fails the run (upstream_failed) when a shard's send or delivery report failed.
     report(send.output, delivery.output)
     send >> cleanup_shards().as_teardown(setups=shard_dirs)
 

@@ -1,7 +1,9 @@
 """The example DAGs in dags/: they parse, each runs green end to end against the emulator and
 follows the accepted messages to their delivery status, and a run whose send (or delivery report,
-or logging) fails ends failed, with its failed numbers still logged. The sharded example hands
-its shards over as Parquet files, never as XCom rows, and leaves every outcome in tables."""
+or logging) fails ends failed, with its failed numbers still logged and what the send accepted
+before it failed followed all the same. The sharded example hands its shards over as Parquet
+files, never as XCom rows, leaves every outcome in tables, and follows each shard's messages in
+the shard's own task group, so a failed shard blocks only its own delivery report."""
 
 from __future__ import annotations
 
@@ -134,7 +136,8 @@ def test_campaign_run_fails_when_the_send_fails_and_logs_its_failed_numbers(
     assert tis["log_failed"].state == "success"
     assert run_state(tis["send"]) == "failed", "a logged failure must not turn the run green"
     assert tis["report"].state == "upstream_failed"
-    assert tis["delivery"].state == "upstream_failed"
+    assert tis["delivery"].state == "success", "it follows what the send accepted: nothing"
+    assert xcom(tis["delivery"])["messages"] == 0
     assert voximplant_conn.state.messages_snapshot() == []
     assert voximplant_conn.state.stats.api_errors[error] > 0
 
@@ -142,6 +145,49 @@ def test_campaign_run_fails_when_the_send_fails_and_logs_its_failed_numbers(
     rows = logged_rows(db, tis["send"].run_id)
     assert sorted(rows["input_number"]) == sorted(failed["input_number"])
     assert rows["stage"].value_counts().to_dict() == {"not_sent": 16, "validation": 3}
+
+
+def test_campaign_follows_what_was_sent_before_the_money_ran_out_and_still_fails(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, tmp_path
+):
+    """3,000 numbers, the money out after 1,200 accepted: the send fails after pushing its
+    outputs, the delivery report follows every message that went out (one row each in
+    sms_delivery_status), both stages' failed numbers are logged, and the run fails."""
+    numbers = [f"4477009{i:05d}" for i in range(3000)]
+    csv = tmp_path / "list.csv"
+    pd.DataFrame({"phone": [f"+{n}" for n in numbers]}).to_csv(csv, index=False)
+    voximplant_conn.state.set_faults(insufficient_money_after=1200)
+    voximplant_delivery(by_last_digit="7=FAILED")
+    dag = dagbag.get_dag("voxsms_campaign")
+    check_no_retries(dag)
+    tis = run_dag(dag, run_conf={"recipients_path": str(csv)})
+    assert tis["send"].state == "failed"
+    assert tis["delivery"].state == "success"
+    assert tis["log_failed"].state == "success"
+    assert tis["report"].state == "upstream_failed"
+    assert run_state(tis["send"]) == "failed", "a campaign that fell short is not green"
+
+    messages = voximplant_conn.state.messages_snapshot()
+    sent = Counter(m["destination_number"] for m in messages)
+    assert set(sent.values()) == {1}, "nobody got the SMS twice"
+    assert 1200 <= len(sent) < 3000 and voximplant_conn.state.stats.api_errors[127] > 0
+    run_id = tis["send"].run_id
+    statuses = delivery_rows(db, run_id)
+    assert Counter(statuses["destination_number"]) == sent, "one row per message that went out"
+    truth = {n: "FAILED" if n.endswith("7") else "DELIVERED" for n in sent}
+    assert dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True)) == (
+        truth
+    )
+    summary = xcom(tis["delivery"])
+    assert summary["messages"] == len(sent) and summary["pending"] == 0
+
+    rows = logged_rows(db, run_id)
+    stages = rows.groupby("stage")["task_id"].agg(set).to_dict()
+    assert stages == {"not_sent": {"send"}, "delivery": {"delivery"}}
+    not_sent = set(rows.loc[rows.stage == "not_sent", "destination_number"])
+    assert not_sent == set(numbers) - set(sent), "every number not sent is logged"
+    on_delivery = rows.loc[rows.stage == "delivery", "destination_number"]
+    assert sorted(on_delivery) == sorted(n for n, s in truth.items() if s == "FAILED")
 
 
 def test_campaign_run_fails_when_logging_the_failed_numbers_fails(
@@ -326,7 +372,7 @@ def speed_up_retries(dag) -> None:
     """The DAG retries a send twice, 15 s apart; here at once (the same tries, less waiting)."""
     send = dag.get_task("send")
     assert send.retries == 2
-    send.partial_kwargs["retry_delay"] = timedelta(0)
+    send.retry_delay = timedelta(0)
 
 
 @pytest.mark.parametrize("shards", [4, 1])
@@ -590,7 +636,13 @@ def test_sharded_campaign_fails_when_a_shard_dies_and_keeps_the_others_outcomes(
     assert sends[0].try_number == 3, "retried twice"
     assert run_state(sends[0]) == "failed", "one failed shard fails the run"
     assert tis["report"].state == "upstream_failed"
-    assert tis["delivery"].state == "upstream_failed"
+    deliveries = mapped_sends(tis, "delivery")
+    assert {i: ti.state for i, ti in deliveries.items()} == {
+        0: "skipped",  # its send pushed nothing to follow
+        1: "success",
+        2: "success",
+        3: "success",
+    }, "a dead shard blocks only its own delivery report"
     assert tis["cleanup_shards"].state == "success"
     check_shards_removed(tmp_path)
 
@@ -657,7 +709,9 @@ def test_sharded_campaign_run_fails_when_a_shard_fails_and_keeps_its_outcomes(
     assert sends[0].try_number == 1, "a stop a retry cannot fix is not retried"
     assert run_state(sends[0]) == "failed", "one failed shard fails the run"
     assert tis["report"].state == "upstream_failed"
-    assert tis["delivery"].state == "upstream_failed"
+    deliveries = mapped_sends(tis, "delivery")
+    assert {ti.state for ti in deliveries.values()} == {"success"}, "each follows its shard"
+    assert xcom(deliveries[0])["messages"] == 0, "shard 0 sent nothing"
     assert tis["cleanup_shards"].state == "success"
     assert voximplant_conn.state.stats.api_errors[507] > 0
     check_shards_removed(tmp_path)
@@ -667,6 +721,51 @@ def test_sharded_campaign_run_fails_when_a_shard_fails_and_keeps_its_outcomes(
     check_one_row_per_input_row(rows, shard_files, sends)
     assert "not_sent" in set(rows.loc[rows.map_index == 0, "outcome"]), "shard 0's numbers"
     assert "not_sent" not in set(rows.loc[rows.map_index != 0, "outcome"])
+
+
+def test_sharded_campaign_follows_every_shards_messages_when_the_money_runs_out(
+    dagbag, run_dag, voximplant_conn, voximplant_delivery, db, tmp_path
+):
+    """4,000 numbers over 4 shards, the money out after 1,500 accepted: the shard that runs
+    into it fails part-way and the shards after it fail with nothing sent (each tried three
+    times, resuming from its ledger); every shard's delivery report follows what its own send
+    accepted, one row per message that went out; and the run fails."""
+    numbers = [f"4477009{i:05d}" for i in range(4000)]
+    csv = tmp_path / "list.csv"
+    pd.DataFrame({"phone": numbers}).to_csv(csv, index=False)
+    voximplant_conn.state.set_faults(insufficient_money_after=1500)
+    voximplant_delivery(by_last_digit="7=FAILED")
+    dag = dagbag.get_dag(SHARDED)
+    speed_up_retries(dag)
+    tis = run_dag(dag, run_conf=sharded_conf(tmp_path, recipients_path=str(csv), shards=4))
+    sends, deliveries = mapped_sends(tis), mapped_sends(tis, "delivery")
+    states = {i: ti.state for i, ti in sends.items()}
+    assert sorted(states.values()) == ["failed", "failed", "failed", "success"], states
+    assert all(sends[i].try_number == 3 for i, state in states.items() if state == "failed")
+    assert {ti.state for ti in deliveries.values()} == {"success"}, "each follows its own send"
+    assert tis["report"].state == "upstream_failed"
+    assert run_state(sends[0]) == "failed", "a campaign that fell short is not green"
+
+    sent = Counter(m["destination_number"] for m in voximplant_conn.state.messages_snapshot())
+    assert set(sent.values()) == {1}, "nobody got the SMS twice"
+    assert 1500 <= len(sent) < 2500
+    run_id = sends[0].run_id
+    rows = outcome_rows(db, run_id)
+    accepted = rows[rows.outcome == "accepted"]
+    assert Counter(accepted["destination_number"]) == sent
+    statuses = delivery_rows(db, run_id)
+    assert Counter(statuses["destination_number"]) == sent, "one row per message that went out"
+    for map_index, shard in statuses.groupby("map_index"):
+        mine = accepted.loc[accepted.map_index == map_index, "destination_number"]
+        assert sorted(shard["destination_number"]) == sorted(mine), map_index
+    part_way = [
+        i for i, state in states.items() if state == "failed" and (accepted.map_index == i).any()
+    ]
+    assert len(part_way) == 1, "one shard ran out of money half-way, and its report ran too"
+    truth = {n: "FAILED" if n.endswith("7") else "DELIVERED" for n in sent}
+    assert dict(zip(statuses["destination_number"], statuses["delivery_status"], strict=True)) == (
+        truth
+    )
 
 
 def test_sharded_campaign_run_fails_when_a_shards_delivery_report_fails(
