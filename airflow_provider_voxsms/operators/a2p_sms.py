@@ -405,7 +405,9 @@ class A2PSendSmsOperator(BaseOperator):
         """The send ledger to open around the sending (an unreachable one fails before any SMS)."""
         if self.ledger_conn_id and not self.dry_run:
             key = CampaignKey.from_context(context, self.campaign_id)
-            return SendLedger(self.ledger_conn_id, key, self.ledger_table)
+            return SendLedger(
+                self.ledger_conn_id, key, self.ledger_table, frequency_cap=self.frequency_cap
+            )
         if not self.dry_run:
             self.log.warning(
                 "No ledger_conn_id: if this task is retried or cleared, numbers that were "
