@@ -142,3 +142,27 @@ def test_secret_fragments_cover_every_key_line(credentials_json):
     body_lines = [line for line in credentials.private_key.splitlines() if "-----" not in line]
     assert set(body_lines) <= set(fragments)
     assert credentials.private_key in fragments
+
+
+def test_a_process_parses_each_key_once(credentials_json, monkeypatch):
+    """Parsing an RSA key holds the GIL for tens of milliseconds (a triggerer's loop waits
+    meanwhile, even when the parse runs in a thread): every signer of a key shares one parse."""
+    from airflow_provider_voxsms import auth
+
+    parsed = []
+    real = auth.load_pem_private_key
+    monkeypatch.setattr(
+        auth,
+        "load_pem_private_key",
+        lambda pem, password: parsed.append(pem) or real(pem, password),
+    )
+    auth._parsed_pem.cache_clear()
+    credentials = ServiceAccountCredentials.from_json(credentials_json)
+    first, second = TokenSigner(credentials), TokenSigner(credentials, issuer_account_id=7)
+    assert len(parsed) == 1
+    assert jwt.decode(second.token(), options={"verify_signature": False})["iss"] == "7"
+    assert first.token() != second.token()
+    bad = json.loads(credentials_json) | {"private_key": "not a key"}
+    for _ in range(2):  # an error is not cached: each try says it
+        with pytest.raises(CredentialsError, match="not a valid unencrypted PEM"):
+            TokenSigner(ServiceAccountCredentials.from_json(json.dumps(bad)))
