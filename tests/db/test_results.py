@@ -28,6 +28,7 @@ def frame(n: int, first: int = 0) -> pd.DataFrame:
             "reason": None,
             "time_zone": None,
             "next_window_start": None,
+            "variant": None,
         }
     )
     return rows[OUTCOME_COLUMNS]
@@ -37,10 +38,10 @@ def test_awkward_values_round_trip_exactly(voxsms_db):
     """Quotes, commas, newlines, non-ASCII, an empty text (not NULL), NULLs and big ints."""
     awkward = pd.DataFrame(
         [
-            [None, "", "invalid", None, None, "empty", None, None],
-            ["447700900001", 'a "quoted", comma\nand line', "failed", None, 509, "блок, 号码", None, None],
-            ["447700900002", "+44 7700 900002", "deferred", None, None, "outside", "Europe/London", "2026-12-02T09:00:00+00:00"],
-            ["447700900003", "\\", "accepted", 9_007_199_254_740_993, None, None, None, None],
+            [None, "", "invalid", None, None, "empty", None, None, None],
+            ["447700900001", 'a "quoted", comma\nand line', "failed", None, 509, "блок, 号码", None, None, "B"],
+            ["447700900002", "+44 7700 900002", "deferred", None, None, "outside", "Europe/London", "2026-12-02T09:00:00+00:00", "A"],
+            ["447700900003", "\\", "accepted", 9_007_199_254_740_993, None, None, None, None, "holdout"],
         ],
         columns=OUTCOME_COLUMNS,
     )  # fmt: skip
