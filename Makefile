@@ -67,7 +67,7 @@ test-ui: $(STAMP)
 # settings of docker/airflow.env. The sharded example sends 200,000 numbers while one worker
 # is SIGKILLed mid-shard; every number must arrive exactly once. Then 100,000 over 8 shards,
 # their eight delivery reports deferred to the one triggerer. The triggerer's log must never say
-# its event loop was blocked. About 10 minutes on 2 cores.
+# its event loop was blocked. About 5 minutes on 2 cores.
 test-cluster: $(STAMP)
 	command -v redis-server >/dev/null || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)

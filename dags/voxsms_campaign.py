@@ -11,7 +11,7 @@ UNKNOWN) under task id ``delivery``. They are logged whether the send and the re
 or failed (the operators push them before they fail).
 
 Every message the send accepted is followed, also when the send failed part-way (the money ran
-out after 1,200 of 3,000 numbers: those 1,200 went out): ``delivery`` runs once the send is
+out: what went out before is followed all the same): ``delivery`` runs once the send is
 done, whatever its end (``trigger_rule="all_done"``), on the ``accepted_numbers`` the send
 pushed before it failed; it is skipped when the send pushed none (it failed before saying what
 it accepted, or never ran). The run fails when the send, the delivery report or the logging

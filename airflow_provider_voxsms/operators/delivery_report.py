@@ -47,7 +47,12 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
 
     Polls ``A2PGetSmsHistory`` for the messages not final yet, 1,000 per call. Final statuses
     are DELIVERED, FAILED, EXPIRED, REJECTED, ABORTED and UNKNOWN; messages still QUEUED or
-    DISPATCHED (or not in the history yet) at the timeout are ``pending``.
+    DISPATCHED (or not in the history yet) at the timeout are ``pending``. Per message it keeps
+    only the id and the number (read from a results table a block at a time), and writes each
+    message's row to ``report_table`` as it is done with it, so memory stays flat in the
+    campaign's size. A ``messages`` XCom the send never pushed (it failed before saying what
+    it accepted, or never ran) skips the task; with ``trigger_rule="all_done"`` the report
+    follows what a send that failed part-way did accept.
 
     Returns ``messages``, ``delivered``, ``failed``, ``expired``, ``rejected``, ``aborted``,
     ``unknown``, ``pending``, ``fragments``, ``cost``, ``duration_s``, and pushes the XComs
@@ -79,7 +84,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot (the default follows the
         ``[operators] default_deferrable`` setting).
     :param report_conn_id: common-sql connection for the ``report_table``; None: no table.
-    :param report_table: table of statuses, one row per message, replaced per task instance.
+    :param report_table: table of statuses, one row per message, written as the report goes;
+        a try first deletes the rows an earlier try of the task instance wrote.
     :param fail_on_undelivered_ratio: fail the task, after pushing the outputs, when the share
         of messages not DELIVERED (final failures and pending) exceeds this (0..1).
     :param max_concurrency: history calls in flight at once within a round (4: a round over

@@ -1,4 +1,5 @@
-"""The sharded example campaign on a real Celery cluster, with a worker killed mid-shard.
+"""The sharded example campaign on a real Celery cluster: a worker killed mid-shard, and eight
+delivery reports deferred to one triggerer.
 
 200,000 recipients from PostgreSQL go through ``voxsms_sharded_campaign`` (Parquet shards,
 mapped sends with the ledger and the results table, delivery reports deferred to the
@@ -11,6 +12,13 @@ succeeds; every valid distinct number reached the emulator exactly once, none tw
 missing; each killed shard ran twice and its second try resumed what the first had settled;
 every accepted message has a final delivery status; the results table holds one outcome per
 input row, and the outcomes agree with the summaries.
+
+Then 100,000 recipients over 8 shards, each shard's delivery report deferred: eight triggers in
+one triggerer, polling together, give one DELIVERED row per message.
+
+Neither run may hold the triggerer's event loop: its log must have no "async thread was
+blocked" warning (the watchdog's threshold is 0.2 s), since every deferred task of a deployment
+waits while a trigger holds the loop.
 """
 
 from __future__ import annotations
@@ -97,6 +105,7 @@ def test_sharded_campaign_survives_a_killed_worker(cluster: Cluster, tmp_path) -
     docstring). The emulator is slow (`SEND_LATENCY_MS`) only until the kill, so that the kill
     surely lands mid-shard and the rest of the run takes no longer than it must."""
     started = time.monotonic()
+    triggerer_log = cluster.log_size("triggerer")
     assert len(RECIPIENTS.rows) == 200_000
     _seed(cluster, RECIPIENTS.rows)
     _log(started, "recipients seeded")
@@ -162,6 +171,70 @@ def test_sharded_campaign_survives_a_killed_worker(cluster: Cluster, tmp_path) -
     _assert_each_number_sent_once(cluster)
     _assert_outcomes_match_summaries(cluster, run_id, summaries)
     _assert_delivery_reports_complete(cluster, run_id, len(sends))
+    _assert_triggerer_never_blocked(cluster, triggerer_log)
+
+
+EIGHT_SHARDS = 8
+DELIVERED_AFTER_S = 40  # queued that long: each trigger polls a few rounds, all eight together
+
+
+def test_eight_deferred_delivery_reports_share_one_triggerer(cluster: Cluster) -> None:
+    """100,000 distinct numbers over 8 shards, every delivery report deferred: one DELIVERED row
+    per message in sms_delivery_status, each report's wait done in the triggerer, and the
+    triggerer's loop never held."""
+    started = time.monotonic()
+    triggerer_log = cluster.log_size("triggerer")
+    numbers = [str(447800000000 + i) for i in range(100_000)]
+    _seed(cluster, numbers)
+    cluster.emulator("reset", {})
+    cluster.emulator("faults", {"delivery_queued_s": DELIVERED_AFTER_S})
+    cluster.wait(lambda: _dag_parsed(cluster), f"{DAG_ID} parsed", 120)
+    cluster.api("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
+    run_id = cluster.api(
+        "POST",
+        f"dags/{DAG_ID}/dagRuns",
+        {
+            "logical_date": None,
+            "conf": {
+                "recipients_sql": "SELECT phone FROM cluster_recipients ORDER BY id",
+                "recipients_conn_id": "voxsms_db",
+                "shards": EIGHT_SHARDS,
+                "deferrable": True,
+            },
+        },
+    )["dag_run_id"]
+    _log(started, f"triggered {run_id}")
+    deferred: set[int] = set()
+
+    def finished() -> dict | None:
+        for ti in cluster.task_instances(DAG_ID, run_id, "delivery"):
+            if ti["state"] == "deferred":
+                deferred.add(ti["map_index"])
+        run = cluster.api("GET", f"dags/{DAG_ID}/dagRuns/{run_id}")
+        return run if run["state"] in ("success", "failed") else None
+
+    run = cluster.wait(finished, f"run {run_id} finished", RUN_TIMEOUT_S, 2)
+    _log(
+        started, f"run {run['state']}: {_states(cluster, run_id)}; seen deferred {sorted(deferred)}"
+    )
+    assert run["state"] == "success", _states(cluster, run_id)
+    assert len(deferred) > 1, "the reports waited in the triggerer together"
+
+    rows = cluster.sql(
+        "SELECT delivery_status, count(*), count(DISTINCT destination_number), count(DISTINCT"
+        " message_id), count(DISTINCT map_index) FROM sms_delivery_status"
+        " WHERE dag_id = %s AND run_id = %s GROUP BY delivery_status",
+        (DAG_ID, run_id),
+    )
+    assert rows == [("DELIVERED", 100_000, 100_000, 100_000, EIGHT_SHARDS)], rows
+    sent = Counter(m["destination_number"] for m in cluster.emulator("messages"))
+    assert set(sent) == set(numbers) and set(sent.values()) == {1}
+    for map_index in range(EIGHT_SHARDS):
+        log = cluster.task_log(DAG_ID, run_id, "delivery", map_index)
+        assert "Trigger ended (done)" in log, log[-3000:]
+    report = cluster.return_value(DAG_ID, run_id, "report")
+    assert (report["shards"], report["delivered"], report["pending"]) == (8, 100_000, 0), report
+    _assert_triggerer_never_blocked(cluster, triggerer_log)
 
 
 # -- assertions -----------------------------------------------------------------------------------
@@ -269,6 +342,14 @@ def _assert_delivery_reports_complete(cluster: Cluster, run_id: str, shards: int
     for map_index in range(shards):
         log = cluster.task_log(DAG_ID, run_id, "delivery", map_index)
         assert "Trigger ended (done)" in log, log[-3000:]  # it deferred, and the trigger finished
+
+
+def _assert_triggerer_never_blocked(cluster: Cluster, offset: int) -> None:
+    """No "async thread was blocked" warning in the triggerer's log since ``offset``."""
+    blocked = cluster.blocked_loop_warnings(offset)
+    assert not blocked, f"the triggerer's event loop was held {len(blocked)} time(s):\n" + (
+        "\n".join(blocked[:10])
+    )
 
 
 # -- steps ----------------------------------------------------------------------------------------
