@@ -240,6 +240,53 @@ def test_bad_window_and_budget_settings_are_refused_when_the_dag_is_parsed(kwarg
         A2PSendSmsOperator(task_id="send", recipients=[], src_number="S", **kwargs)
 
 
+def test_variants_reach_the_api_rendered_and_the_tables_name_each_numbers_variant(
+    voximplant_conn, run_dag, monkeypatch, tmp_path
+):
+    """The seams of variants: Jinja and placeholders in each variant's text, the default seed
+    (``"<dag_id>.<task_id>"``), and the variant in the XCom, the results table and the return
+    value, the same in a second run (the shares and the hash are unit tests of the runner)."""
+    from airflow_provider_voxsms.sms.variants import Variants
+    from airflow_provider_voxsms.storage.results import read_outcomes
+
+    monkeypatch.setenv("AIRFLOW_CONN_VOXSMS_DB", f"sqlite://{tmp_path / 'voxsms.db'}")
+    numbers = [f"44770091{i:04d}" for i in range(200)]
+    texts = {"A": "{{ params.brand }}: hi {name}", "B": "{{ params.brand }} says {name}"}
+    with DAG("voxsms_test_variants", schedule=None, params={"brand": "Acme"}) as dag:
+        A2PSendSmsOperator(
+            task_id="send",
+            recipients=[{"phone": n, "name": f"N{i}"} for i, n in enumerate(numbers)],
+            text=None,
+            text_variants=texts,
+            holdout=0.2,
+            src_number="VoxDemo",
+            results_conn_id="voxsms_db",
+        )
+    drawn = Variants.parse(texts, holdout=0.2, seed="voxsms_test_variants.send").assign(
+        pd.Series(numbers)
+    )
+    expected = dict(zip(numbers, map(str, drawn), strict=True))
+    wording = {"A": "Acme: hi N{}", "B": "Acme says N{}"}
+    for run in (1, 2):
+        ti = run_dag(dag)["send"]
+        summary = xcom(ti)
+        messages = voximplant_conn.state.messages_snapshot()[-summary["accepted"] :]
+        texts_sent = {m["destination_number"]: m["text"] for m in messages}
+        assert texts_sent == {
+            n: wording[v].format(i) for i, (n, v) in enumerate(expected.items()) if v != "holdout"
+        }, f"run {run}: each number its variant's text, rendered; the hold-out group nothing"
+        shares = Counter(expected.values())
+        assert summary["held_out"] == shares["holdout"] > 0
+        assert summary["variants"]["A"] == {"recipients": shares["A"], "accepted": shares["A"]}
+        accepted = read_outcomes(xcom(ti, "accepted_numbers"))  # with a table, its location
+        assert dict(zip(accepted["destination_number"], accepted["variant"])) == {
+            n: v for n, v in expected.items() if v != "holdout"
+        }
+        rows = read_outcomes(summary["results"])
+        by_number = dict(zip(rows["destination_number"], rows["variant"]))
+        assert by_number == expected, "the results table names each number's variant"
+
+
 # -- what the ledger and XComs keep ----------------------------------------------------------------
 
 
