@@ -167,6 +167,8 @@ class A2PSendSmsOperator(BaseOperator):
         a new value to send again on purpose.
     :param ledger_table: prefix of the send ledger's tables (``<prefix>_leases``, ``_claims``,
         ``_outcomes``), created if absent.
+    :param log_numbers: how log lines and errors show recipients' numbers: ``"masked"``
+        (default: ``+44 ******** 12``) or ``"full"``. Outputs keep full numbers.
     """
 
     template_fields: Sequence[str] = (
@@ -232,6 +234,7 @@ class A2PSendSmsOperator(BaseOperator):
         variant_weights: dict[str, float] | None = None,
         holdout: float = 0.0,
         variant_seed: str | None = None,
+        log_numbers: str = "masked",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -279,6 +282,7 @@ class A2PSendSmsOperator(BaseOperator):
         self.variant_weights = variant_weights
         self.holdout = holdout
         self.variant_seed = variant_seed
+        self.log_numbers = log_numbers
         self.window = check_arguments(self)
 
     @cached_property
@@ -348,6 +352,7 @@ class A2PSendSmsOperator(BaseOperator):
             smart_encoding=self.smart_encoding,
             validity_s=seconds(self.validity_period),
             variants=self._variants(),
+            log_numbers=self.log_numbers,
         )
 
     def _variants(self) -> Variants | None:

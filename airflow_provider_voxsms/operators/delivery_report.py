@@ -24,6 +24,7 @@ from airflow_provider_voxsms.sms.follow import (
     OpenIds,
     stops_following,
 )
+from airflow_provider_voxsms.sms.numbers.mask import check_log_numbers
 from airflow_provider_voxsms.storage.delivery_status import DeliveryStatusTable
 from airflow_provider_voxsms.storage.key import TASK_COLUMNS
 from airflow_provider_voxsms.storage.results import is_location, outcome_blocks
@@ -92,6 +93,9 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         a million open messages is 1,000 calls, about 4 x faster than one at a time, while a
         few connections stay far from the API's documented 200 concurrent requests).
     :param hook_params: keyword arguments for :class:`VoximplantAsyncHook` (back-off, timeouts).
+    :param log_numbers: how log lines and errors would show a recipient's number: ``"masked"``
+        (default: ``+44 ******** 12``) or ``"full"``, as on the send. Nothing this operator logs
+        names a number today (only counts); its outputs keep full numbers.
     """
 
     template_fields: Sequence[str] = ("messages", "send_task_id", "src_number")
@@ -113,6 +117,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         fail_on_undelivered_ratio: float | None = None,
         max_concurrency: int = 4,
         hook_params: dict[str, Any] | None = None,
+        log_numbers: str = "masked",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -136,6 +141,10 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
                 f"{self.task_id}: fail_on_undelivered_ratio is a share in 0..1, "
                 f"got {fail_on_undelivered_ratio}."
             )
+        try:
+            self.log_numbers = check_log_numbers(log_numbers)
+        except ValueError as err:
+            raise ValueError(f"{self.task_id}: {err}.") from None
         self.messages = messages
         self.send_task_id = send_task_id
         self.src_number = src_number

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
+from airflow_provider_voxsms.sms.numbers.mask import LOG_NUMBERS
 from airflow_provider_voxsms.sms.variants import Variants
 from airflow_provider_voxsms.sms.window import SendWindow
 from airflow_provider_voxsms.storage.results import outcomes_table
@@ -95,6 +96,10 @@ def check_arguments(op: Any) -> SendWindow | None:
         (
             op.max_segments is not None and _not_positive(op.max_segments),
             f"max_segments must be >= 1, got {op.max_segments}.",
+        ),
+        (
+            op.log_numbers not in LOG_NUMBERS,
+            f"log_numbers is 'masked' or 'full', got {op.log_numbers!r}.",
         ),
     ]
     try:

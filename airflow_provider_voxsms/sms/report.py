@@ -59,16 +59,18 @@ _STAGES = {
 AsWritten = Callable[[list[str]], list[str]]
 
 
-def invalid_summary(prepared: PreparedRecipients, examples: int = 3) -> list[str]:
+def invalid_summary(
+    prepared: PreparedRecipients, examples: int = 3, shown: Callable[[str], str] = str
+) -> list[str]:
     """One line per kind of invalid row (the reason up to its first colon), most common first,
-    with its count and a few of the values as written."""
+    with its count and a few of the values as written, each as ``shown`` gives it (a mask)."""
     if prepared.invalid.empty:
         return []
     kinds = prepared.invalid["reason"].astype(str).str.split(":", n=1).str[0]
     lines = []
     for kind, rows in prepared.invalid.groupby(kinds.to_numpy(), sort=False):
-        shown = ", ".join(repr(v) for v in rows["original"].head(examples).tolist())
-        lines.append((len(rows), f"{len(rows)} x {kind} (e.g. {shown})"))
+        values = ", ".join(repr(shown(v)) for v in rows["original"].head(examples).tolist())
+        lines.append((len(rows), f"{len(rows)} x {kind} (e.g. {values})"))
     return [line for _, line in sorted(lines, key=lambda item: -item[0])]
 
 

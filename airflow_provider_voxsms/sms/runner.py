@@ -30,6 +30,7 @@ from airflow_provider_voxsms.sms import report as rows_of
 from airflow_provider_voxsms.sms import window as window_clock
 from airflow_provider_voxsms.sms.campaign import CampaignSettings, Ledger, PassSender, SmsApi
 from airflow_provider_voxsms.sms.model import CampaignReport
+from airflow_provider_voxsms.sms.numbers.mask import shown_number
 from airflow_provider_voxsms.sms.plan import SendPlan, plan_batches
 from airflow_provider_voxsms.sms.recipients import PreparedRecipients, prepare_recipients
 from airflow_provider_voxsms.sms.seen import SeenKeys, pair_keys, text_keys
@@ -70,6 +71,7 @@ class RunnerSettings:
     max_segments: int | None = None
     validity_s: float | None = None  # rows not sent this long after the campaign's start expire
     variants: Variants | None = None  # texts by variant (then text and text_column are None)
+    log_numbers: str = "masked"  # how log lines and errors show numbers: "masked" or "full"
 
     @property
     def per_row_texts(self) -> bool:
@@ -397,12 +399,16 @@ class CampaignRunner:
                     ", ".join(repr(c) for c in chars),
                     saved,
                 )
-        if invalid := rows_of.invalid_summary(prepared):
+        if invalid := rows_of.invalid_summary(prepared, shown=self._shown):
             self.log.warning(
                 "%d invalid row(s), never sent (listed with the failed numbers): %s",
                 len(prepared.invalid),
                 "; ".join(invalid),
             )
+
+    def _shown(self, number, *, e164: bool = False) -> str:
+        """A number as log lines and errors show it (``log_numbers``)."""
+        return shown_number(number, self.settings.log_numbers, e164=e164)
 
     # -- guards that refuse to start ----------------------------------------------------------
 
@@ -448,7 +454,8 @@ class CampaignRunner:
             raise RecipientsError(
                 f"{len(never)} number(s) are never inside send_window=('{window.start:%H:%M}', "
                 f"'{window.end:%H:%M}') in all their time zones at once (e.g. "
-                f"{never['destination_number'].iloc[0]}: {never['time_zone'].iloc[0]}), so "
+                f"{self._shown(never['destination_number'].iloc[0], e164=True)}: "
+                f"{never['time_zone'].iloc[0]}), so "
                 "outside_window='wait' would wait forever. Widen the window or use "
                 "outside_window='skip'; nothing was sent."
             )

@@ -378,6 +378,29 @@ def test_wait_mode_refuses_numbers_whose_zones_never_share_the_window():
     assert api.calls == 0
 
 
+def test_the_never_in_window_error_masks_its_number_unless_log_numbers_is_full():
+    at, window = datetime(2026, 12, 1, 14, 0, tzinfo=UTC), ("09:00", "12:00")
+    with pytest.raises(RecipientsError, match=r"e\.g\. \+1 \*{8} 99: ") as masked:
+        run([TOLL_FREE], at=at, window=window, wait_for_window=True)
+    assert "8005550199" not in str(masked.value)
+    with pytest.raises(RecipientsError, match=f"e\\.g\\. {TOLL_FREE}: "):
+        run([TOLL_FREE], at=at, window=window, wait_for_window=True, log_numbers="full")
+
+
+def test_the_invalid_rows_warning_masks_its_examples_unless_log_numbers_is_full(caplog):
+    rows = ["+1 617885757", "07443 3322", "447443332212"]
+    with caplog.at_level("WARNING", logger="airflow_provider_voxsms"):
+        run(rows, default_region="GB")
+    (line,) = [r.getMessage() for r in caplog.records if "invalid row" in r.getMessage()]
+    assert "'+1 ******* 57'" in line and "'********22'" in line
+    assert "617885757" not in line and "74433322" not in line
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="airflow_provider_voxsms"):
+        run(rows, default_region="GB", log_numbers="full")
+    (line,) = [r.getMessage() for r in caplog.records if "invalid row" in r.getMessage()]
+    assert "'+1 617885757'" in line and "'07443 3322'" in line
+
+
 # -- guards and dry runs -------------------------------------------------------------------------
 
 
