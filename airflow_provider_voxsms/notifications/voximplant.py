@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from airflow.sdk import BaseNotifier
 
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.sms.numbers.mask import check_log_numbers, shown_number
 from airflow_provider_voxsms.sms.plan import plan_batches
 from airflow_provider_voxsms.sms.recipients import prepare_recipients
 
@@ -28,6 +29,8 @@ class VoximplantSmsNotifier(BaseNotifier):
     :param text: the message, a Jinja template rendered with the task context.
     :param default_region: ISO region in which national numbers are parsed.
     :param voximplant_conn_id: connection of type ``voximplant``.
+    :param log_numbers: how log lines show the numbers: ``"masked"`` (default:
+        ``+44 ******** 12``) or ``"full"``.
     """
 
     template_fields: Sequence[str] = ("src_number", "numbers", "text")
@@ -40,6 +43,7 @@ class VoximplantSmsNotifier(BaseNotifier):
         text: str = DEFAULT_TEXT,
         default_region: str | None = None,
         voximplant_conn_id: str = VoximplantHook.default_conn_name,
+        log_numbers: str = "masked",
     ):
         super().__init__()
         self.src_number = src_number
@@ -48,18 +52,25 @@ class VoximplantSmsNotifier(BaseNotifier):
         self.text = text
         self.default_region = default_region
         self.voximplant_conn_id = voximplant_conn_id
+        self.log_numbers = check_log_numbers(log_numbers)
 
     def notify(self, context) -> None:
         prepared = prepare_recipients(
             split_numbers(self.numbers), text=self.text, default_region=self.default_region
         )
         for row in prepared.invalid.itertuples():
-            self.log.warning("Alert not sent to %r: %s", row.original, row.reason)
+            shown = shown_number(row.original, self.log_numbers)
+            self.log.warning("Alert not sent to %r: %s", shown, row.reason)
         hook = VoximplantHook(self.voximplant_conn_id)
         for batch in plan_batches(prepared.valid).batches:
             answer = hook.a2p_send_sms(self.src_number, list(batch.numbers), batch.text)
             for failed in answer.failed:
-                self.log.warning("Alert to %s failed: %s", failed.get("destination_number"), failed)
+                self.log.warning(
+                    "Alert to %s failed: error %s: %s",
+                    shown_number(failed.get("destination_number"), self.log_numbers, e164=True),
+                    failed.get("error_code"),
+                    failed.get("error_description"),
+                )
             self.log.info("Alert sent to %d number(s)", len(answer.result))
 
 

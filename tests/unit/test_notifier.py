@@ -75,3 +75,32 @@ def test_split_numbers():
     assert split_numbers((A, 447443332201)) == [A, 447443332201]
     assert split_numbers(447443332201) == [447443332201]
     assert split_numbers(" ; ,") == []
+
+
+@pytest.mark.parametrize("mode", ["masked", "full"])
+def test_the_alerts_log_masks_numbers_unless_log_numbers_is_full(
+    voximplant_conn, caplog, capfd, mode
+):
+    """An invalid number and one the API refuses are logged: by default as ``+44 ****** NN``."""
+    voximplant_conn.state.set_faults(blocked_numbers={B})
+    notifier = VoximplantSmsNotifier(
+        src_number="VoxDemo", numbers=[A, B, "+44 7443 3322"], text="down", log_numbers=mode
+    )
+    with caplog.at_level("INFO"):
+        notifier({"run_id": "r", "params": {}})
+    logged = [r.getMessage() for r in caplog.records] + capfd.readouterr().out.splitlines()
+    lines = "\n".join(line for line in logged if "Alert" in line)  # structlog: on stdout
+    assert (
+        "Alert not sent to" in lines
+        and f"Alert to {'+44 ******** 01' if mode == 'masked' else B} failed: error 509" in lines
+    )
+    if mode == "masked":
+        assert "7443332201" not in lines and "7443 3322" not in lines
+        assert "'+44 ****** 22'" in lines
+    else:
+        assert "'+44 7443 3322'" in lines
+
+
+def test_the_notifier_refuses_an_unknown_log_numbers_mode():
+    with pytest.raises(ValueError, match="log_numbers is one of"):
+        VoximplantSmsNotifier(src_number="VoxDemo", numbers=[A], log_numbers="partial")
