@@ -22,7 +22,7 @@ from airflow_provider_voxsms.sms.numbers import check_mode, check_region, normal
 from airflow_provider_voxsms.sms.segments import MAX_TEXT_LENGTH
 from airflow_provider_voxsms.sms.smart_encoding import encode_texts
 from airflow_provider_voxsms.sms.templates import Template, parse_template, render
-from airflow_provider_voxsms.sms.values import STR, encodable, is_missing
+from airflow_provider_voxsms.sms.values import STR, encodable, is_missing, is_null_marker
 from airflow_provider_voxsms.sms.variants import Variants, variant_texts
 from airflow_provider_voxsms.sms.variants import placeholders as variant_placeholders
 
@@ -360,7 +360,8 @@ def _check_texts(texts: pd.Series) -> tuple[np.ndarray, list[str], np.ndarray]:
         ]
         return codes, categories, reasons
     uniques = list(np.asarray(uniques, dtype=object))
-    problems = [_text_problem(u) for u in uniques] + ["empty text"]  # code -1 is a missing text
+    # A cell "NULL", "\\N", ... (a CSV read as text) is a missing text, as code -1 is.
+    problems = [_text_problem(u) or _marker_problem(u) for u in uniques] + ["empty text"]
     reasons = np.array(problems, dtype=object)[codes]
     good = np.array([p is None for p in problems[:-1]], dtype=bool)
     remap = np.full(len(uniques) + 1, -1, dtype=np.intp)
@@ -383,6 +384,12 @@ def _text_problem(text) -> str | None:
     return None
 
 
+def _marker_problem(text) -> str | None:
+    """The reason of a cell holding a null marker ("NULL", ...): a single ``text`` is taken
+    as given, only column cells can be missing."""
+    return "empty text" if is_null_marker(text) else None
+
+
 def _hashable(value) -> bool:
     try:
         hash(value)
@@ -398,8 +405,10 @@ def _categorical(codes: np.ndarray, categories: list[str]) -> pd.Categorical:
 
 def _originals(values: pd.Series, rows: np.ndarray) -> list[str]:
     """The refused input values as ``str()`` shows them (lone surrogates escaped); a missing
-    value (None, NaN, NA) as an empty string, as it stood in the source file."""
+    value (None, NaN, NA, a null marker such as "NULL") as an empty string."""
     return [
-        "" if is_missing(v) else str(v).encode("utf-8", "backslashreplace").decode("utf-8")
+        ""
+        if is_missing(v) or is_null_marker(v)
+        else str(v).encode("utf-8", "backslashreplace").decode("utf-8")
         for v in values.iloc[rows].to_numpy(object)
     ]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_provider_voxsms.errors import RecipientsError
+from airflow_provider_voxsms.sms.values import null_markers
 
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -93,7 +94,8 @@ _STR = pd.StringDtype("pyarrow")
 
 
 def _cell_texts(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """A column as strings (missing cells as ""), and which cells are missing or blank."""
+    """A column as strings (missing cells as ""), and which cells are missing, blank or a null
+    marker ("NULL", "\\N", ...: see :mod:`.values`)."""
     as_text = values.astype(object)
     if pd.api.types.is_float_dtype(values.dtype):
         whole = values.notna() & (values % 1 == 0) & (values.abs() < 2**53)
@@ -103,7 +105,7 @@ def _cell_texts(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         as_text = pd.Series(cells, index=values.index, dtype=object)
     missing = pd.isna(as_text).to_numpy(bool) if len(as_text) else np.zeros(0, bool)
     text = pd.Series(as_text.where(~missing, "").map(str, na_action=None), dtype=_STR)
-    blank = missing | (text.str.strip() == "").to_numpy(bool)
+    blank = missing | null_markers(text)  # "" is a marker: blank cells too
     return text.reset_index(drop=True).set_axis(values.index), blank
 
 

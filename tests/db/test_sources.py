@@ -148,3 +148,37 @@ def test_small_files_are_joined_into_full_chunks(tmp_path):
     chunks = list(recipient_chunks(path=str(tmp_path), chunk_rows=5))
     assert [len(c) for c in chunks] == [5, 5, 5, 5, 1]
     assert pd.concat(chunks)["phone"].tolist() == [f"p{p}r{i}" for p in range(7) for i in range(3)]
+
+
+# -- null markers: the same rule whatever the source ---------------------------------------------
+
+MARKERS = ["", "NULL", "null", "None", "NA", "N/A", "NaN", "\\N", " n/a ", "<NA>"]
+
+
+@pytest.mark.parametrize("source", ["sql", "csv", "parquet"])
+def test_null_markers_in_a_placeholder_column_make_invalid_rows_from_every_source(
+    source, voxsms_db, tmp_path
+):
+    """A CSV read as text keeps "NULL" or "\\N" as strings, a table or a Parquet file may hold
+    them as text: each is an empty placeholder, as a real NULL is (the last row)."""
+    from airflow_provider_voxsms.sms.recipients import prepare_recipients
+
+    names = [*MARKERS, "Ann", None]
+    frame = pd.DataFrame({"phone": PHONES[: len(names)], "name": names})
+    if source == "sql":
+        hook = db_api_hook(voxsms_db)
+        hook.run("DROP TABLE IF EXISTS marker_rows")
+        hook.run("CREATE TABLE marker_rows (id INTEGER, phone TEXT, name TEXT)")
+        rows = [(i, p, n) for i, (p, n) in enumerate(zip(frame["phone"], names, strict=True))]
+        hook.insert_rows("marker_rows", rows, ["id", "phone", "name"])
+        kwargs = {"sql": "SELECT phone, name FROM marker_rows ORDER BY id", "conn_id": voxsms_db}
+    elif source == "csv":
+        frame.to_csv(tmp_path / "r.csv", index=False)
+        kwargs = {"path": str(tmp_path / "r.csv")}
+    else:
+        frame.to_parquet(tmp_path / "r.parquet", index=False)
+        kwargs = {"path": str(tmp_path / "r.parquet")}
+    (chunk,) = recipient_chunks(chunk_rows=100, **kwargs)
+    prepared = prepare_recipients(chunk, text="Hi {name}")
+    assert prepared.valid["text"].tolist() == ["Hi Ann"]
+    assert prepared.invalid["reason"].tolist() == ["placeholder {name} is empty"] * 11

@@ -254,3 +254,57 @@ def test_a_list_holding_a_missing_value_is_shown_as_a_list():
     assert prepared.invalid[["original", "reason"]].values.tolist() == [
         ["[nan]", "not a phone number: list"]
     ]
+
+
+# --- null markers -----------------------------------------------------------------------------
+
+MARKERS = ["", "NULL", "null", "None", "NA", "N/A", "NaN", "\\N", " n/a ", "<NA>"]
+MARKED = [f"4474433322{i:02d}" for i in range(len(MARKERS))]
+
+
+@pytest.mark.parametrize("shape", ["frame", "dicts", "object frame"])
+def test_a_null_marker_in_a_placeholder_column_is_an_empty_placeholder(shape):
+    """The words exports write for "no value", in any case and trimmed, are missing values:
+    as for a real NULL, the row is invalid, never rendered into "Hi NULL"."""
+    names = [*MARKERS, "Nat", "Nana", None]
+    phones = [*MARKED, US, "447443332290", "447443332291"]
+    rows = [{"phone": p, "name": n} for p, n in zip(phones, names, strict=True)]
+    recipients = {
+        "frame": pd.DataFrame(rows).astype({"name": "str"}),
+        "dicts": rows,
+        "object frame": pd.DataFrame(rows, dtype=object),
+    }[shape]
+    prepared = prepare_recipients(recipients, text="Hi {name}")
+    assert prepared.valid["text"].tolist() == ["Hi Nat", "Hi Nana"], "names are not markers"
+    assert prepared.invalid["reason"].tolist() == ["placeholder {name} is empty"] * 11
+
+
+def test_a_null_marker_in_a_text_column_is_an_empty_text():
+    frame = pd.DataFrame({"phone": [*MARKED, US], "text": [*MARKERS, "none of that"]})
+    prepared = prepare_recipients(frame, text_column="text")
+    assert prepared.valid["text"].tolist() == ["none of that"]
+    assert set(prepared.invalid["reason"]) == {"empty text"}
+
+
+@pytest.mark.parametrize("shape", ["list", "series", "frame"])
+def test_a_null_marker_in_the_phone_column_is_an_empty_number_shown_empty(shape):
+    values = [*MARKERS, UK]
+    recipients = {
+        "list": values,
+        "series": pd.Series(values, dtype="str"),
+        "frame": pd.DataFrame({"phone": values}),
+    }[shape]
+    prepared = prepare_recipients(recipients, text="hi")
+    assert prepared.valid["phone"].tolist() == [UK]
+    assert set(prepared.invalid["reason"]) == {"empty"}
+    assert set(prepared.invalid["original"]) == {""}, "the outputs' input_number: missing"
+
+
+def test_null_markers_reach_variants_placeholders_too():
+    from airflow_provider_voxsms.sms.variants import Variants
+
+    variants = Variants.parse({"A": "Hi {name}", "B": "Hey {name}"}, seed="s")
+    rows = [{"phone": p, "name": m} for p, m in zip(MARKED, MARKERS, strict=True)]
+    prepared = prepare_recipients(rows, variants=variants)
+    assert prepared.valid.empty
+    assert set(prepared.invalid["reason"]) == {"placeholder {name} is empty"}

@@ -3,7 +3,8 @@
 Whole columns go through vectorised pandas string methods (pyarrow-backed); only non-ASCII
 values (Unicode digits and spaces) take a per-row Python path. The rules, in order:
 
-* ``None``, NaN, ``pd.NA``, ``""`` and the strings "nan"/"none"/"null"/"<na>" are "empty".
+* ``None``, NaN, ``pd.NA`` and the null markers of :mod:`..values` ("NULL", "N/A", "\\N", ...)
+  are "empty".
 * Numbers (int, float, numpy scalars) become their exact digits; a float must be whole, finite,
   non-negative and below 2**53 (beyond that its digits may be lost). A string that is digits
   plus ".0" (a float rendered as text) loses the ".0". Scientific notation ("4.47e11") is
@@ -27,11 +28,9 @@ import numpy as np
 import pandas as pd
 
 from airflow_provider_voxsms.sms.numbers.verdict import MAX_DIGITS
-from airflow_provider_voxsms.sms.values import STR, encodable
+from airflow_provider_voxsms.sms.values import STR, encodable, is_null_marker
 
 __all__ = ["Digits", "digits_of"]
-
-EMPTY_WORDS = frozenset({"nan", "none", "null", "<na>", "nat"})
 
 # Patterns are ASCII-only and avoid \s, \d and $ so pandas runs them in pyarrow (RE2).
 _SEPARATORS = r"[ \t\n\r\x0b\x0c\-./()]"
@@ -231,7 +230,7 @@ def _drop_separators(s: pd.Series) -> pd.Series:
 
 def _junk_reason(before: str, value: str) -> str:
     """Short reason for a value (before and after dropping separators) that is not a number."""
-    if before.strip().lower() in EMPTY_WORDS:
+    if is_null_marker(before):
         return "empty"
     if _SCIENTIFIC.fullmatch(before.strip()):
         return "scientific notation: digits may be lost; store phone numbers as text"
