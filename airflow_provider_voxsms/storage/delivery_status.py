@@ -120,13 +120,13 @@ def log_delivery_status(
     table: str = "sms_delivery_status",
 ) -> int:
     """Replace one task instance's rows in ``table`` with ``statuses``; return the rows written.
+    ``checked_at`` is the UTC time of the call.
 
     :param statuses: the ``delivery_status`` frame (``sms.delivery.DELIVERY_COLUMNS``).
     :param conn_id: Airflow connection whose hook is a common-sql ``DbApiHook``.
     :param dag_id: DAG id of the task instance that owns the rows; likewise ``run_id``,
         ``task_id`` and ``map_index`` (-1 when not mapped).
     :param table: plain identifier (letters, digits, underscore; at most 48 characters).
-    ``checked_at`` is the UTC time of the call.
     """
     check_table_name(table)
     missing = [c for c in DELIVERY_COLUMNS if c not in statuses.columns]
