@@ -26,8 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The 25 slowest tests are listed at the end: where the suite's time goes, run by run.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 
 # The oldest supported stack: Airflow 3.2.2 and pandas 2 as of a week after that release
 # (uv's --exclude-newer stands in for Airflow's constraints file) in .venv-min. It runs the
