@@ -14,6 +14,7 @@ from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_voxsms import lineage
 from airflow_provider_voxsms.compat import dataframe_xcoms_unsupported
 from airflow_provider_voxsms.errors import (
     RESUMABLE_CODES,
@@ -304,6 +305,15 @@ class A2PSendSmsOperator(BaseOperator):
         """Resumed when the next send window opened: the campaign goes on from the ledger."""
         return self.execute(context)
 
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """OpenLineage: the recipients and opt-outs read, the results table written, the
+        counts returned (:mod:`airflow_provider_voxsms.lineage`)."""
+        return lineage.send_lineage(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance):
+        """As on completion; the counts when the task failed after it had them."""
+        return lineage.send_lineage(self)
+
     def _run_pass(self, context) -> tuple[PassResult, Any]:
         """One pass of the runner over the recipients, inside the ledger and the results sink."""
         self._check_static()
@@ -368,6 +378,7 @@ class A2PSendSmsOperator(BaseOperator):
     def _finish(self, ti, result: PassResult, sink) -> dict:
         """Push the outputs, log the result and fail the task if the campaign fell short."""
         summary = result.summary
+        self._summary = summary  # for OpenLineage's run facet, also when a check below fails
         self._push_outputs(ti, sink, summary)
         self.log.info("Result: %s", summary)
         if result.stopped_by is not None:

@@ -14,6 +14,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, XComNotFound
 
+from airflow_provider_voxsms import lineage
 from airflow_provider_voxsms.errors import VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
 from airflow_provider_voxsms.sms import delivery
@@ -211,6 +212,15 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         started = float(event.get("started") or 0)
         return self._report(context, self._followed(context), started, deadline=0.0)
 
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """OpenLineage: the results tables read, the status table written, the counts
+        returned (:mod:`airflow_provider_voxsms.lineage`)."""
+        return lineage.report_lineage(self)
+
+    def get_openlineage_facets_on_failure(self, task_instance):
+        """As on completion; the counts when the task failed after it had them."""
+        return lineage.report_lineage(self)
+
     # -- the pieces ------------------------------------------------------------------------
 
     def _followed(self, context) -> Followed:
@@ -220,6 +230,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         if self.send_task_id is not None:
             messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
         self._messages_from_results = _has_location(messages)
+        self._messages_read = messages  # for OpenLineage: which results tables were read
         try:
             if self._messages_from_results:
                 return Followed.from_blocks(_accepted_blocks(messages))
@@ -250,6 +261,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             rows.add_unseen(follower.open.open_ids())
             rows.close()
         summary = rows.summary(time.time() - started if started else 0.0)
+        self._summary = summary  # for OpenLineage's run facet, also when the check below fails
         if rows_in_xcom:
             statuses = rows.frame()
             ti.xcom_push(key="delivery_status", value=statuses)
