@@ -19,7 +19,7 @@ source that cannot be named is left out and logged at debug.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -58,8 +58,8 @@ def send_lineage(operator: Any) -> OperatorLineage | None:
 def report_lineage(operator: Any) -> OperatorLineage | None:
     """Inputs, outputs and counts of an :class:`A2PSmsDeliveryReportOperator`'s run: the
     results tables it read its messages from, the status table it wrote."""
-    read = results_read(getattr(operator, "_messages_read", None))
-    sources = [lambda c=conn_id, t=table: _tables(c, [t]) for conn_id, table in sorted(read)]
+    read = sorted(getattr(operator, "_results_read", ()))
+    sources = [lambda c=conn_id, t=table: _tables(c, [t]) for conn_id, table in read]
     targets = []
     if operator.report_conn_id:
         targets.append(lambda: _tables(operator.report_conn_id, [operator.report_table]))
@@ -70,8 +70,8 @@ def results_read(messages: Any) -> set[tuple[str, str]]:
     """``(conn_id, table)`` of every results location in what a report followed (a send's
     summary or ``accepted_numbers`` XCom, or a list of them); none for rows given in XCom."""
     items = [messages] if is_location(messages) else messages
-    if not isinstance(items, list | tuple):
-        return set()
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        return set()  # rows (a DataFrame), or nothing
     wheres = [item.get("results", item) for item in items if is_location(item)]
     return {(where["conn_id"], where["table"]) for where in wheres}
 

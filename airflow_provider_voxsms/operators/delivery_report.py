@@ -230,7 +230,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         if self.send_task_id is not None:
             messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
         self._messages_from_results = _has_location(messages)
-        self._messages_read = messages  # for OpenLineage: which results tables were read
+        # For OpenLineage: the results tables read (here, where the XCom is at hand).
+        self._results_read = lineage.results_read(messages) if self._messages_from_results else ()
         try:
             if self._messages_from_results:
                 return Followed.from_blocks(_accepted_blocks(messages))

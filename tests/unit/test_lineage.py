@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections import UserList
 
 import pandas as pd
 import pytest
@@ -155,6 +156,7 @@ def lineage_none():
             ],
             {("a", "x"), ("b", "x")},
         ),
+        (UserList([{"conn_id": "a", "table": "x"}]), {("a", "x")}),  # as a LazyXComSequence
         (pd.DataFrame({"message_id": [1]}), set()),
         ([1, 2], set()),
         (None, set()),
@@ -166,7 +168,7 @@ def test_a_report_reads_the_results_tables_its_messages_point_to(messages, expec
 
 def test_a_report_without_a_table_or_a_results_location_has_no_datasets():
     report = A2PSmsDeliveryReportOperator(task_id="r", messages=[1, 2])
-    report._messages_read = [1, 2]
+    report._results_read = ()
     report._summary = {"messages": 2, "delivered": 2}
     facets = report.get_openlineage_facets_on_complete(None)
     assert facets.inputs == [] and facets.outputs == []
