@@ -42,6 +42,7 @@ DEFAULT_MAX_POLL_INTERVAL_S = 900.0
 # Before deferring, the task pushes the ids it follows here (``delivery.encode_ids`` text, a few
 # kilobytes for a million); the trigger reads them, so its own state stays a few hundred bytes.
 FOLLOWED_IDS_KEY = "followed_message_ids"
+STATUS_TABLE_KEY = "delivery_status_table"  # where the table's rows are, when XCom has them too
 
 
 class A2PSmsDeliveryReportOperator(BaseOperator):
@@ -65,6 +66,8 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
     ``report_conn_id`` is set, those two XComs only say where the rows are instead
     (``conn_id``, ``table``, the task key, ``rows``; ``failed_numbers`` adds
     ``not_status: "DELIVERED"``), so a large campaign keeps its rows out of XCom end to end.
+    When the rows are both in XCom and in ``report_table``, ``delivery_status_table`` says where
+    the table's are (the campaign page reads them there).
     A deferring task also pushes ``followed_message_ids``, the ids it follows in compact text,
     which the trigger reads instead of carrying them.
 
@@ -263,12 +266,14 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             rows.close()
         summary = rows.summary(time.time() - started if started else 0.0)
         self._summary = summary  # for OpenLineage's run facet, also when the check below fails
+        where = {"conn_id": self.report_conn_id, "table": self.report_table, **key}
         if rows_in_xcom:
             statuses = rows.frame()
             ti.xcom_push(key="delivery_status", value=statuses)
             ti.xcom_push(key="failed_numbers", value=failed_numbers(statuses))
+            if in_table:  # the table has them too, with times: say where (the campaign page)
+                ti.xcom_push(key=STATUS_TABLE_KEY, value={**where, "rows": rows.rows})
         else:
-            where = {"conn_id": self.report_conn_id, "table": self.report_table, **key}
             ti.xcom_push(key="delivery_status", value={**where, "rows": rows.rows})
             undelivered = {**where, "not_status": "DELIVERED", "rows": rows.undelivered}
             ti.xcom_push(key="failed_numbers", value=undelivered)
