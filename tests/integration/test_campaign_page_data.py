@@ -1,0 +1,135 @@
+"""The campaign page's JSON (ui.campaign.campaign_view over ui.locate's rows), without the
+api-server: real DAG runs against the emulator, read back from Airflow's metadata database and
+the tables the tasks wrote (or their XComs). Its counts must equal the tasks' return values."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pandas as pd
+import pytest
+from airflow.sdk import DAG, XComArg
+from dag_runs import xcom
+
+from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
+from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
+from airflow_provider_voxsms.ui import locate, queries
+from airflow_provider_voxsms.ui.campaign import OUTCOME_KEYS, campaign_view
+from airflow_provider_voxsms.ui.locate import TaskKey
+from airflow_provider_voxsms.ui.queries import FailedFilter
+
+UK = [f"447700900{i:03d}" for i in range(300)]
+FRANCE = [f"3361234{i:04d}" for i in range(60)]
+BLOCKED = {UK[5], FRANCE[7]}
+# Delivery outcomes by last digit: 3 FAILED, 4 EXPIRED; the others DELIVERED.
+BY_DIGIT = "3=FAILED,4=EXPIRED"
+
+
+def recipients() -> pd.DataFrame:
+    """360 numbers, 20 copies written nationally, three invalid rows, one opted out."""
+    phones = [f"+{n}" for n in UK + FRANCE]
+    copies = ["0" + n[2:] for n in UK[:20]]
+    return pd.DataFrame({"phone": [*phones, *copies, "12", "not a number", "+44"]})
+
+
+def campaign_dag(dag_id: str, path: str, conn_id: str, *, tables: bool) -> DAG:
+    with DAG(dag_id, schedule=None) as dag:
+        send = A2PSendSmsOperator(
+            task_id="send",
+            src_number="VoxDemo",
+            text="Hello",
+            default_region="GB",
+            recipients_path=path,
+            recipients_chunk_rows=100,
+            suppression_list=[UK[9]],
+            results_conn_id=conn_id if tables else None,
+        )
+        A2PSmsDeliveryReportOperator(
+            task_id="delivery",
+            messages=XComArg(send, key="accepted_numbers"),
+            src_number="VoxDemo",
+            timeout=20,
+            poll_interval=0.3,
+            max_poll_interval=0.6,
+            report_conn_id=conn_id if tables else None,
+        )
+    return dag
+
+
+def read_view(ti) -> tuple[dict, dict]:
+    from airflow.utils.session import create_session
+
+    key = TaskKey(ti.dag_id, ti.run_id, "send")
+    with create_session() as session, ExitStack() as stack:
+        task = locate.task_instance(session, key)
+        report = locate.report_task(session, key)
+        rows = locate.campaign_rows(session, key, report, stack)
+        view = campaign_view(task, rows)
+        counts = queries.failed_count(rows.outcomes, rows.statuses, FailedFilter())
+        listed = list(queries.failed_blocks(rows.outcomes, rows.statuses, FailedFilter()))
+        api = queries.failed_page(
+            rows.outcomes, rows.statuses, FailedFilter(stage="api"), offset=0, limit=50
+        )
+    return view, {"counts": counts, "listed": listed, "api": api}
+
+
+@pytest.mark.parametrize("tables", [True, False], ids=["tables", "xcom"])
+def test_the_campaign_json_equals_the_tasks_return_values(
+    tables, voximplant_conn, voxsms_db, run_dag, tmp_path
+):
+    voximplant_conn.state.set_faults(
+        blocked_numbers=BLOCKED,
+        delivery_queued_s=0.3,
+        delivery_dispatched_s=0.3,
+        delivery_by_last_digit=BY_DIGIT,
+    )
+    recipients().to_csv(tmp_path / "r.csv", index=False)
+    dag = campaign_dag(
+        f"voxsms_test_page_{'tables' if tables else 'xcom'}",
+        str(tmp_path / "r.csv"),
+        voxsms_db,
+        tables=tables,
+    )
+    tis = run_dag(dag)
+    assert {ti.state for ti in tis.values()} == {"success"}
+    summary, report = xcom(tis["send"]), xcom(tis["delivery"])
+    view, failed = read_view(tis["send"])
+
+    source = "table" if tables else "xcom"
+    assert view["sources"] == {"outcomes": source, "statuses": source}
+    assert view["outcomes"] == {key: summary[key] for key in OUTCOME_KEYS}
+    assert view["identity"] == {
+        "recipients": 383,
+        "outcomes": 383,
+        "holds": True,
+        "matches_return_value": True,
+    }
+    assert (summary["accepted"], summary["failed"], summary["invalid"]) == (357, 2, 3)
+    assert (summary["duplicates"], summary["suppressed"]) == (20, 1)
+    funnel = {step["step"]: step["count"] for step in view["funnel"]}
+    assert funnel == {
+        "recipients": 383,
+        "valid": summary["valid"],
+        "sent": 359,
+        "accepted": 357,
+        "delivered": report["delivered"],
+    }
+    statuses = view["delivery"]["statuses"]
+    for status in ("delivered", "failed", "expired", "rejected", "aborted", "unknown", "pending"):
+        assert statuses.get(status.upper() if status != "pending" else status) == report[status]
+    assert view["delivery"]["fragments"] == report["fragments"]
+    assert [r["error_code"] for r in view["reasons"]["failed"]] == [509]
+    assert sum(r["count"] for r in view["reasons"]["invalid"]) == 3
+
+    countries = {c["country_code"]: c for c in view["countries"]}
+    in_xcom = 383 - summary["duplicates"] - summary["suppressed"]  # XComs have no such rows
+    assert sum(c["recipients"] for c in countries.values()) == (383 if tables else in_xcom)
+    assert countries["33"]["accepted"] == 59 and countries["33"]["failed"] == 1
+    assert sum(c["delivered"] for c in countries.values()) == report["delivered"]
+
+    undelivered = report["messages"] - report["delivered"] - report["pending"]
+    send_failed = summary["failed"] + summary["invalid"] + summary["not_sent"]
+    assert failed["counts"] == {"send": send_failed, "delivery": undelivered}
+    assert view["failed"] == failed["counts"]
+    assert len(failed["listed"]) == send_failed + undelivered
+    assert {r["destination_number"] for r in failed["api"]} == BLOCKED
