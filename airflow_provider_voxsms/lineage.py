@@ -50,8 +50,8 @@ def send_lineage(operator: Any) -> OperatorLineage | None:
         )
     targets = []
     if operator.results_conn_id:
-        table = outcomes_table(operator.results_table_prefix)
-        targets.append(lambda: _tables(operator.results_conn_id, [table]))
+        prefix = operator.results_table_prefix
+        targets.append(lambda: _tables(operator.results_conn_id, [outcomes_table(prefix)]))
     return _lineage(operator, sources, targets)
 
 

@@ -68,6 +68,15 @@ def test_a_source_that_cannot_be_named_is_left_out_and_logged_at_debug(monkeypat
     assert "no_such_db" in left_out[0].exc_text
 
 
+def test_a_results_table_that_cannot_be_named_is_left_out(caplog):
+    op = send(recipients_path="/data/r.csv", results_conn_id="db")
+    op.results_table_prefix = "no; DROP TABLE"  # as if set after the checks in __init__
+    with caplog.at_level(logging.DEBUG, logger=lineage.__name__):
+        facets = op.get_openlineage_facets_on_complete(None)
+    assert datasets(facets.inputs) == [("file", "/data/r.csv")] and facets.outputs == []
+    assert [r.levelno for r in caplog.records if r.name == lineage.__name__] == [logging.DEBUG]
+
+
 def test_any_error_building_the_facets_gives_none_logged_at_debug(monkeypatch, caplog):
     def broken(summary):
         raise RuntimeError("boom")
