@@ -418,7 +418,11 @@ def test_per_row_texts_send_each_good_pair_once(voximplant_conn, rows, as_dicts)
         recipients = [{"phone": p, "text": t} for p, t in zip(phones, row_texts, strict=True)]
     else:
         recipients = pd.DataFrame({"phone": phones, "text": row_texts}, dtype=object)
-    run = execute(voximplant_conn, recipients, text_column="text", batch_size=3)
+    # Each good (number, text) pair once: what dedupe="number_and_text" promises (the default,
+    # "number", sends a number's first good row only).
+    run = execute(
+        voximplant_conn, recipients, text_column="text", batch_size=3, dedupe="number_and_text"
+    )
     expected = Counter(
         {
             (number, t): 1
