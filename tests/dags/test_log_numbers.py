@@ -174,3 +174,15 @@ def test_the_never_in_window_error_in_the_task_log_is_masked(
     assert any("+1 ******** 99" in line for line in lines)
     assert leaks(lines, [toll_free]) == []
     assert voximplant_conn.state.messages_snapshot() == []
+
+
+@pytest.mark.parametrize("operator", ["send", "delivery"])
+def test_an_unknown_log_numbers_mode_is_refused_when_the_dag_is_parsed(operator):
+    refused = pytest.raises(ValueError, match=r"log_numbers is ('masked' or 'full'|one of)")
+    with DAG("voxsms_test_log_numbers_parse", schedule=None), refused:
+        if operator == "send":
+            A2PSendSmsOperator(
+                task_id="send", recipients=[], text="hi", src_number="S", log_numbers="some"
+            )
+        else:
+            A2PSmsDeliveryReportOperator(task_id="d", messages=[], log_numbers="some")
