@@ -9,6 +9,11 @@ Airflow's own ``requires_access_dag("GET", TASK_INSTANCE)``, which reads the cal
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +28,8 @@ from airflow_provider_voxsms.ui.campaign import campaign_view
 from airflow_provider_voxsms.ui.locate import TaskKey
 from airflow_provider_voxsms.ui.queries import FailedFilter
 
+log = logging.getLogger(__name__)
+WAIT_FOR_READER_S = 60.0  # a CSV whose reader takes no chunk for this long is abandoned
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.globals["charts"] = charts
 
@@ -76,22 +83,12 @@ def create_app() -> FastAPI:
 
     @app.get("/campaign.csv")
     def failed_csv(key: Key, where: Filter, numbers: str = "masked") -> StreamingResponse:
-        """Every failed number that matches the filter, as CSV (streamed)."""
-        stack = ExitStack()
-        try:
-            rows = _rows(key, stack)
-            found = queries.failed_blocks(rows.outcomes, rows.statuses, where)
-        except BaseException:
-            stack.close()
-            raise
-
-        def lines():
-            with stack:
-                yield from failed.csv_lines(found, numbers == "full")
-
+        """Every failed number that matches the filter, as CSV, streamed."""
+        _view_allowed(_task(key))
         name = f"{key.dag_id}.{key.task_id}.failed_numbers.csv"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        return StreamingResponse(lines(), media_type="text/csv", headers=headers)
+        lines = _in_one_thread(lambda: _csv_lines(key, where, numbers == "full"))
+        return StreamingResponse(lines, media_type="text/csv", headers=headers)
 
     @app.get("/campaign", response_class=HTMLResponse)
     def campaign_page(
@@ -177,15 +174,20 @@ def _rows(key: TaskKey, stack: ExitStack):
         return locate.campaign_rows(session, key, report, stack)
 
 
-def _view(key: TaskKey, stack: ExitStack, task: dict | None = None):
-    """The campaign's view and its open rows (closed with ``stack``)."""
-    task = task or _task(key)
+def _view_allowed(task: dict) -> None:
+    """404 for a task that is not an SMS send."""
     if task["operator"] not in locate.SEND_OPERATORS:
         raise HTTPException(
             404,
-            f"Task {key.task_id!r} is a {task['operator']}, not an SMS send task "
+            f"Task {task['task_id']!r} is a {task['operator']}, not an SMS send task "
             f"({', '.join(sorted(locate.SEND_OPERATORS))}): it has no campaign.",
         )
+
+
+def _view(key: TaskKey, stack: ExitStack, task: dict | None = None):
+    """The campaign's view and its open rows (closed with ``stack``)."""
+    task = task or _task(key)
+    _view_allowed(task)
     rows = _rows(key, stack)
     return campaign_view(task, rows), rows
 
@@ -200,6 +202,7 @@ def _failed_page(rows, where: FailedFilter, page: int, full: bool) -> dict:
         where,
         offset=(page - 1) * failed.PAGE_ROWS,
         limit=failed.PAGE_ROWS,
+        counts=counts,
     )
     return {
         "total": total,
@@ -209,3 +212,33 @@ def _failed_page(rows, where: FailedFilter, page: int, full: bool) -> dict:
         "numbers": "full" if full else "masked",
         "rows": [failed.shown(row, full) for row in found],
     }
+
+
+def _csv_lines(key: TaskKey, where: FailedFilter, full: bool) -> Iterator[str]:
+    with ExitStack() as stack:
+        rows = _rows(key, stack)
+        found = queries.failed_blocks(rows.outcomes, rows.statuses, where)
+        yield from failed.csv_lines(found, full)
+
+
+def _in_one_thread(make: Callable[[], Iterator[str]], ahead: int = 8) -> Iterator[str]:
+    """``make()``'s items, produced in one thread of their own: a DB-API connection (sqlite3's
+    above all) stays in the thread that opened it, while Starlette may pull each item of a
+    streamed response from another thread of its pool."""
+    chunks: queue.Queue = queue.Queue(maxsize=ahead)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in make():
+                chunks.put(chunk, timeout=WAIT_FOR_READER_S)
+        except queue.Full:  # the client went away: close the connection, end the thread
+            return
+        except Exception:
+            log.exception("Writing the failed numbers' CSV failed; the download is cut short")
+        with contextlib.suppress(queue.Full):
+            chunks.put(done, timeout=WAIT_FOR_READER_S)
+
+    threading.Thread(target=produce, name="voxsms-csv", daemon=True).start()
+    while (chunk := chunks.get()) is not done:
+        yield chunk

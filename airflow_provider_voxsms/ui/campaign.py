@@ -14,7 +14,6 @@ from typing import Any
 from airflow_provider_voxsms.sms.delivery import PENDING
 from airflow_provider_voxsms.sms.report import OUTCOME_SUMMARY_KEYS
 from airflow_provider_voxsms.ui import queries
-from airflow_provider_voxsms.ui.queries import FailedFilter
 from airflow_provider_voxsms.ui.tables import OwnedRows
 
 #: The outcomes an input row can have, in the page's order, by the return value's names.
@@ -57,11 +56,14 @@ class CampaignRows:
 
 
 def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
-    """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md)."""
+    """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md): two
+    scans of the send's rows and two or three of the report's, whatever their number."""
     summary = rows.summary or {}
-    counts = _outcome_counts(rows)
+    sent_groups = queries.send_groups(rows.outcomes) if rows.outcomes is not None else None
+    status_groups = queries.status_groups(rows.statuses) if rows.statuses is not None else None
+    counts = _outcome_counts(rows, sent_groups)
     recipients = summary.get("recipients", sum(counts.values()))
-    delivery = _delivery(rows)
+    delivery = _delivery(rows, status_groups)
     sent = counts["accepted"] + counts["failed"] + counts["unknown"]
     valid = summary.get("valid", recipients - counts["invalid"] - counts["duplicates"])
     funnel = [
@@ -73,6 +75,17 @@ def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
     if delivery is not None:
         funnel.append({"step": "delivered", "count": delivery["statuses"].get("DELIVERED", 0)})
     reasons = queries.reasons(rows.outcomes) if rows.outcomes is not None else {}
+    countries, variants = [], _summary_variants(summary)
+    if sent_groups is not None:
+        delivered = queries.delivered_by_country(rows.statuses) if rows.statuses else None
+        countries = sent_groups.countries(delivered)
+        if sent_groups.variants(None):
+            by_variant = (
+                queries.delivered_by_variant(rows.outcomes, rows.statuses)
+                if rows.statuses is not None
+                else None
+            )
+            variants = sent_groups.variants(by_variant)
     return {
         "task": task,
         "sources": {"outcomes": rows.outcomes_from, "statuses": rows.statuses_from},
@@ -88,10 +101,8 @@ def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
             "matches_return_value": _matches(summary, counts),
         },
         "reasons": {_SUMMARY_KEY.get(o, o): r for o, r in reasons.items()},
-        "countries": (
-            queries.by_country(rows.outcomes, rows.statuses) if rows.outcomes is not None else []
-        ),
-        "variants": _variants(rows, summary),
+        "countries": countries,
+        "variants": variants,
         "segments": {
             "planned": summary.get("segments_planned"),
             "sent": summary.get("fragments"),
@@ -99,17 +110,20 @@ def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
             "delivery_fragments": delivery["fragments"] if delivery else None,
         },
         "delivery": delivery,
-        "failed": queries.failed_count(rows.outcomes, rows.statuses, FailedFilter()),
+        "failed": {
+            "send": sent_groups.failed() if sent_groups is not None else 0,
+            "delivery": status_groups.undelivered() if status_groups is not None else 0,
+        },
     }
 
 
-def _outcome_counts(rows: CampaignRows) -> dict[str, int]:
+def _outcome_counts(rows: CampaignRows, groups: queries.SendGroups | None) -> dict[str, int]:
     counts = dict.fromkeys(OUTCOME_KEYS, 0)
-    if rows.outcomes is not None:
-        for outcome, count in queries.outcome_counts(rows.outcomes).items():
+    if groups is not None:
+        for outcome, count in groups.outcome_counts().items():
             counts[_SUMMARY_KEY.get(outcome, outcome)] += count
     if rows.outcomes_from != "table" and rows.summary:
-        for key in _NOT_IN_XCOM if rows.outcomes is not None else OUTCOME_KEYS:
+        for key in _NOT_IN_XCOM if groups is not None else OUTCOME_KEYS:
             counts[key] = int(rows.summary.get(key, 0))
     return counts
 
@@ -121,10 +135,10 @@ def _matches(summary: dict, counts: dict[str, int]) -> bool | None:
     return all(int(summary.get(key, 0)) == count for key, count in counts.items())
 
 
-def _delivery(rows: CampaignRows) -> dict | None:
-    if rows.statuses is None:
+def _delivery(rows: CampaignRows, groups: queries.StatusGroups | None) -> dict | None:
+    if groups is None:
         return None
-    found = queries.status_counts(rows.statuses)
+    found = groups.counts()
     statuses = {s: found["statuses"].get(s, 0) for s in STATUS_ORDER}
     statuses.update(found["statuses"])
     messages = sum(statuses.values())
@@ -137,11 +151,10 @@ def _delivery(rows: CampaignRows) -> dict | None:
         "final": messages - statuses.get(PENDING, 0),
         "fragments": found["fragments"],
         "cost": cost,
-        "over_time": queries.final_by_minute(rows.statuses),
+        "over_time": groups.final_by_minute(),
     }
 
 
-def _variants(rows: CampaignRows, summary: dict) -> list[dict]:
-    if rows.outcomes is not None and (found := queries.by_variant(rows.outcomes, rows.statuses)):
-        return found
+def _summary_variants(summary: dict) -> list[dict]:
+    """The return value's variants (``{name: {recipients, accepted}}``), when rows have none."""
     return [{"variant": name, **counts} for name, counts in (summary.get("variants") or {}).items()]

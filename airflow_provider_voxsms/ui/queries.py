@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from airflow_provider_voxsms.sms.delivery import UNDELIVERED_STATUSES
+from airflow_provider_voxsms.sms.delivery import PENDING, UNDELIVERED_STATUSES
 from airflow_provider_voxsms.sms.numbers.plan import calling_codes
 from airflow_provider_voxsms.ui.tables import OwnedRows
 
@@ -29,17 +29,75 @@ FAILED_STAGES = {
 DELIVERY_STAGE = "delivery"
 UNDELIVERED = tuple(sorted(UNDELIVERED_STATUSES))
 # The first three digits of a number (a leading "+" skipped): enough to name its calling code,
-# as calling codes are prefix-free and at most three digits long.
+# as calling codes are prefix-free and at most three digits long. (No literal "%" in the SQL:
+# psycopg reads it as a parameter mark.)
 _HEAD = (
-    "CASE WHEN destination_number LIKE '+%' THEN SUBSTR(destination_number, 2, 3) "
+    "CASE WHEN SUBSTR(destination_number, 1, 1) = '+' THEN SUBSTR(destination_number, 2, 3) "
     "ELSE SUBSTR(destination_number, 1, 3) END"
 )
 
 
-def outcome_counts(outcomes: OwnedRows) -> dict[str, int]:
-    """Rows per outcome."""
-    rows = outcomes.all(outcomes.select("outcome, COUNT(*)", tail="GROUP BY outcome"))
-    return {outcome: int(count) for outcome, count in rows}
+@dataclass(frozen=True)
+class SendGroups:
+    """A send's rows counted by (number head, outcome, variant) in one scan: at most a few
+    thousand groups, from which the outcomes, countries and variants are summed."""
+
+    groups: list[tuple[str | None, str, str | None, int]]
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Rows per outcome."""
+        counts: dict[str, int] = {}
+        for _, outcome, _, n in self.groups:
+            counts[outcome] = counts.get(outcome, 0) + n
+        return counts
+
+    def failed(self) -> int:
+        """The send's failed numbers (the outcomes of ``FAILED_STAGES``)."""
+        return sum(n for _, outcome, _, n in self.groups if outcome in FAILED_STAGES)
+
+    def countries(self, delivered: dict[str, int] | None) -> list[dict]:
+        """Rows, accepted and failed per calling code (``"none"`` for rows without a number),
+        and ``delivered`` (by calling code) when known; largest first."""
+        table: dict[str, dict] = {}
+        codes = _codes([head for head, *_ in self.groups])
+        for (_, outcome, _, n), code in zip(self.groups, codes, strict=True):
+            row = table.setdefault(
+                code, {"country_code": code, "recipients": 0, "accepted": 0, "failed": 0}
+            )
+            row["recipients"] += n
+            row["accepted"] += n if outcome == "accepted" else 0
+            row["failed"] += n if outcome in FAILED_STAGES else 0
+        if delivered is not None:
+            for code, n in delivered.items():
+                table.setdefault(
+                    code, {"country_code": code, "recipients": 0, "accepted": 0, "failed": 0}
+                )["delivered"] = n
+            for row in table.values():
+                row.setdefault("delivered", 0)
+        return sorted(table.values(), key=lambda r: (-r["recipients"], r["country_code"]))
+
+    def variants(self, delivered: dict[str, int] | None) -> list[dict]:
+        """People (copies aside) and accepted per variant, and ``delivered`` when known;
+        empty without variants."""
+        found: dict[str, dict] = {}
+        for _, outcome, variant, n in self.groups:
+            if variant is None or outcome == "duplicate":
+                continue
+            row = found.setdefault(variant, {"variant": variant, "recipients": 0, "accepted": 0})
+            row["recipients"] += n
+            row["accepted"] += n if outcome == "accepted" else 0
+        if delivered is not None:
+            for name, row in found.items():
+                row["delivered"] = delivered.get(name, 0)
+        return [found[name] for name in sorted(found)]
+
+
+def send_groups(outcomes: OwnedRows) -> SendGroups:
+    """One scan of a send's rows, grouped by number head, outcome and variant."""
+    sql = outcomes.select(
+        f"{_HEAD}, outcome, variant, COUNT(*)", tail=f"GROUP BY {_HEAD}, outcome, variant"
+    )
+    return SendGroups([(h, o, v, int(n)) for h, o, v, n in outcomes.all(sql)])
 
 
 def reasons(outcomes: OwnedRows, limit: int = 50) -> dict[str, list[dict]]:
@@ -58,94 +116,77 @@ def reasons(outcomes: OwnedRows, limit: int = 50) -> dict[str, list[dict]]:
     return found
 
 
-def by_country(outcomes: OwnedRows, statuses: OwnedRows | None) -> list[dict]:
-    """Rows, accepted and failed per calling code (``"none"`` for rows without a number),
-    and delivered where the statuses are known; largest first."""
-    sql = outcomes.select(
-        f"{_HEAD} AS head, COUNT(*), "
-        "SUM(CASE WHEN outcome = 'accepted' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN outcome IN ({_quoted(FAILED_STAGES)}) THEN 1 ELSE 0 END)",
-        tail=f"GROUP BY {_HEAD}",
-    )
-    table: dict[str, dict] = {}
-    heads = outcomes.all(sql)
-    codes = _codes([head for head, *_ in heads])
-    for (_, rows, accepted, failed), code in zip(heads, codes, strict=True):
-        row = table.setdefault(code, {"country_code": code, "recipients": 0, "accepted": 0})
-        row.setdefault("failed", 0)
-        row["recipients"] += int(rows)
-        row["accepted"] += int(accepted or 0)
-        row["failed"] += int(failed or 0)
-    if statuses is not None:
-        sql = statuses.select(
-            f"{_HEAD}, COUNT(*)", extra="delivery_status = 'DELIVERED'", tail=f"GROUP BY {_HEAD}"
-        )
-        delivered = statuses.all(sql)
-        for (_, count), code in zip(delivered, _codes([h for h, _ in delivered]), strict=True):
-            row = table.setdefault(
-                code, {"country_code": code, "recipients": 0, "accepted": 0, "failed": 0}
-            )
-            row["delivered"] = row.get("delivered", 0) + int(count)
-        for row in table.values():
-            row.setdefault("delivered", 0)
-    return sorted(table.values(), key=lambda r: (-r["recipients"], r["country_code"]))
-
-
-def by_variant(outcomes: OwnedRows, statuses: OwnedRows | None) -> list[dict]:
-    """People (copies aside) and accepted per variant, and delivered when the statuses are
-    on the same connection (a join on the message id); empty without variants."""
-    sql = outcomes.select(
-        "variant, COUNT(*), SUM(CASE WHEN outcome = 'accepted' THEN 1 ELSE 0 END)",
-        extra="variant IS NOT NULL AND outcome <> 'duplicate'",
-        tail="GROUP BY variant ORDER BY variant",
-    )
-    variants = {
-        name: {"variant": name, "recipients": int(n), "accepted": int(accepted or 0)}
-        for name, n, accepted in outcomes.all(sql)
-    }
-    if variants and statuses is not None and statuses.conn is outcomes.conn:
-        o, s = outcomes, statuses
-        sql = (
-            f"SELECT o.variant, COUNT(*) FROM {o.table} o JOIN {s.table} s "
-            "ON s.message_id = o.message_id "
-            + _aliased(o, "o", "o.variant IS NOT NULL AND o.outcome = 'accepted'")
-            + " AND "
-            + _aliased(s, "s", "s.delivery_status = 'DELIVERED'").removeprefix("WHERE ")
-            + " GROUP BY o.variant"
-        )
-        with_statuses = OwnedRows(o.conn, o.placeholder, o.dialect, o.table, {**o.key})
-        params = tuple(s.key.values())
-        for name, count in with_statuses.all(sql, params):
-            if name in variants:
-                variants[name]["delivered"] = int(count)
-        for row in variants.values():
-            row.setdefault("delivered", 0)
-    return list(variants.values())
-
-
-def status_counts(statuses: OwnedRows) -> dict:
-    """Messages per delivery status, and the fragments and cost the history reported."""
+def delivered_by_country(statuses: OwnedRows) -> dict[str, int]:
+    """Delivered messages per calling code."""
     sql = statuses.select(
-        "delivery_status, COUNT(*), SUM(fragments), SUM(cost), COUNT(cost)",
-        tail="GROUP BY delivery_status",
+        f"{_HEAD}, COUNT(*)", extra="delivery_status = 'DELIVERED'", tail=f"GROUP BY {_HEAD}"
     )
-    counts, fragments, cost, costed = {}, 0, 0.0, 0
-    for status, n, frags, money, with_cost in statuses.all(sql):
-        counts[status] = int(n)
-        fragments += int(frags or 0)
-        cost += float(money or 0.0)
-        costed += int(with_cost or 0)
-    return {
-        "statuses": counts,
-        "fragments": fragments,
-        "cost": round(cost, 6) if costed else None,
-    }
+    delivered: dict[str, int] = {}
+    heads = statuses.all(sql)
+    for (_, n), code in zip(heads, _codes([h for h, _ in heads]), strict=True):
+        delivered[code] = delivered.get(code, 0) + int(n)
+    return delivered
 
 
-def final_by_minute(statuses: OwnedRows) -> list[dict]:
-    """Messages that reached a final status, by whole minutes from sending (the history's
-    ``processing_date``) to the report's row (``checked_at``); cumulative ``share`` of all
-    followed messages. Empty when the rows carry no times (statuses from XCom)."""
+def delivered_by_variant(outcomes: OwnedRows, statuses: OwnedRows) -> dict[str, int] | None:
+    """Delivered messages per variant: a join on the message id, so only when both tables
+    are on one connection (None otherwise)."""
+    if statuses.conn is not outcomes.conn:
+        return None
+    o, s = outcomes, statuses
+    sql = (
+        f"SELECT o.variant, COUNT(*) FROM {o.table} o JOIN {s.table} s "
+        "ON s.message_id = o.message_id "
+        + _aliased(o, "o", "o.variant IS NOT NULL AND o.outcome = 'accepted'")
+        + " AND "
+        + _aliased(s, "s", "s.delivery_status = 'DELIVERED'").removeprefix("WHERE ")
+        + " GROUP BY o.variant"
+    )
+    return {name: int(n) for name, n in o.all(sql, tuple(s.key.values()))}
+
+
+@dataclass(frozen=True)
+class StatusGroups:
+    """A report's rows counted by (status, minutes from sending to the row) in one scan,
+    with their fragments and cost, and how many rows had a cost."""
+
+    groups: list[tuple[str, int | None, int, int, float, int]]
+
+    def counts(self) -> dict:
+        """Messages per delivery status, and the fragments and cost the history reported
+        (``cost`` None when no row had one)."""
+        statuses: dict[str, int] = {}
+        for status, _, n, *_ in self.groups:
+            statuses[status] = statuses.get(status, 0) + n
+        costed = sum(g[5] for g in self.groups)
+        return {
+            "statuses": statuses,
+            "fragments": sum(g[3] for g in self.groups),
+            "cost": round(sum(g[4] for g in self.groups), 6) if costed else None,
+        }
+
+    def undelivered(self) -> int:
+        return sum(n for status, _, n, *_ in self.groups if status in UNDELIVERED_STATUSES)
+
+    def final_by_minute(self) -> list[dict]:
+        """Messages that reached a final status by whole minutes from sending, with the
+        cumulative ``share`` of all followed messages; empty without times (XCom rows)."""
+        total = sum(g[2] for g in self.groups)
+        by_minute: dict[int, int] = {}
+        for status, minute, n, *_ in self.groups:
+            if minute is not None and status != PENDING:
+                by_minute[max(0, minute)] = by_minute.get(max(0, minute), 0) + n
+        curve, done = [], 0
+        for minute in sorted(by_minute):
+            done += by_minute[minute]
+            share = round(done / total, 4) if total else 0.0
+            curve.append({"minute": minute, "final": done, "share": share})
+        return curve
+
+
+def status_groups(statuses: OwnedRows) -> StatusGroups:
+    """One scan of a report's rows. A message's minutes run from the history's
+    ``processing_date`` to the report's row (``checked_at``)."""
     if statuses.dialect == "sqlite":
         minutes = "CAST((julianday(checked_at) - julianday(processing_date)) * 1440 AS INTEGER)"
     else:
@@ -153,19 +194,23 @@ def final_by_minute(statuses: OwnedRows) -> list[dict]:
             "CAST(FLOOR(EXTRACT(EPOCH FROM (checked_at - CAST(processing_date AS TIMESTAMP)))"
             " / 60) AS INTEGER)"
         )
-    (total,) = statuses.all(statuses.select("COUNT(*)"))[0]
     sql = statuses.select(
-        f"{minutes} AS m, COUNT(*)",
-        extra="delivery_status <> 'pending' AND checked_at IS NOT NULL "
-        "AND processing_date IS NOT NULL",
-        tail=f"GROUP BY {minutes} ORDER BY m",
+        f"delivery_status, {minutes}, COUNT(*), SUM(fragments), SUM(cost), COUNT(cost)",
+        tail=f"GROUP BY delivery_status, {minutes}",
     )
-    curve, done = [], 0
-    for minute, count in statuses.all(sql):
-        done += int(count)
-        share = done / total if total else 0.0
-        curve.append({"minute": max(0, int(minute)), "final": done, "share": round(share, 4)})
-    return curve
+    return StatusGroups(
+        [
+            (
+                status,
+                None if minute is None else int(minute),
+                int(n),
+                int(fragments or 0),
+                float(cost or 0.0),
+                int(costed or 0),
+            )
+            for status, minute, n, fragments, cost, costed in statuses.all(sql)
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -197,11 +242,12 @@ def failed_page(
     *,
     offset: int,
     limit: int,
+    counts: dict[str, int] | None = None,
 ) -> list[dict]:
     """One page of failed numbers: the send's first (by outcome and number), then the
     delivery report's. Rows: stage, destination_number, input_number, error_code,
-    description."""
-    counts = failed_count(outcomes, statuses, where)
+    description. ``counts``: :func:`failed_count`'s answer, when the caller has it."""
+    counts = counts or failed_count(outcomes, statuses, where)
     rows: list[tuple] = []
     if offset < counts["send"] and (found := _send_failed(outcomes, where, _SEND_COLUMNS)):
         sql, params = found
@@ -292,10 +338,6 @@ def _codes(heads: list) -> list[str]:
     digits = pd.Series([h if isinstance(h, str) else "" for h in heads], dtype=object)
     codes = calling_codes(digits) if len(digits) else []
     return [str(c) if c else "none" for c in codes]
-
-
-def _quoted(values) -> str:
-    return ", ".join(f"'{v}'" for v in values)
 
 
 def _aliased(rows: OwnedRows, alias: str, extra: str) -> str:
