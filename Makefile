@@ -52,9 +52,10 @@ test-min: $(STAMP)
 		"apache-airflow==3.2.2" "pandas<3" -e ".[test]"
 	$(MIN_VENV)/bin/pytest -p no:cacheprovider $(MIN_SUITES) -k "not ($(MIN_SKIP))"
 
-# The connection form in a real browser (tests/ui; CI runs it after `make test`): Debian's
-# chromium, installed when missing (needs root), Playwright from the ui extra (never its own
-# browser downloads), a live `airflow api-server` and the emulator; screenshots in build/ui/.
+# The connection form and the campaign page in a real browser (tests/ui; CI runs it after
+# `make test`): Debian's chromium, installed when missing (needs root), Playwright from the ui
+# extra (never its own browser downloads), a live `airflow api-server` and the emulator;
+# screenshots in build/ui/.
 test-ui: $(STAMP)
 	command -v chromium >/dev/null || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
