@@ -53,6 +53,7 @@ def task_instance(session, key: TaskKey) -> dict | None:
         "task_id": key.task_id,
         "map_index": key.map_index,
         "operator": row.operator,
+        "operator_label": row.custom_operator_name or row.operator,  # "@task" for a @task
         "state": None if row.state is None else str(row.state),
     }
 
