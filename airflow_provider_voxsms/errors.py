@@ -124,7 +124,9 @@ class VoximplantTransportError(VoximplantError):
     def __init__(self, method: str, reason: str, *, maybe_processed: bool):
         super().__init__(f"Voximplant {method}: {reason}")
         self.method = method
+        self.reason = reason
         self.maybe_processed = maybe_processed
+        self.cause: str | None = None  # the network library's error type, when one was raised
 
 
 def is_throttling(error: BaseException) -> bool:

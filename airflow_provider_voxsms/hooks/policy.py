@@ -1,8 +1,9 @@
 """The request policy both hooks follow, whatever their transport (requests or httpx).
 
 What goes on the wire (:func:`encode_form`), how an answer is read (:func:`parse_answer`), which
-failures are retried and how long to wait (:class:`RetryPolicy`), and the pause every request of
-a hook keeps after a throttling answer (:class:`PauseGate`). A hook only adds its transport: it
+failures are retried and how long to wait (:class:`RetryPolicy`), the pause every request of
+a hook keeps after a throttling answer (:class:`PauseGate`), and the bound on reaching a host
+that has not answered yet (:class:`FirstContact`). A hook only adds its transport: it
 posts the body, maps its library's network errors with :func:`transport_error`, and runs
 ``tenacity`` with :meth:`RetryPolicy.tenacity_args`, so ``VoximplantHook`` and
 ``VoximplantAsyncHook`` cannot drift apart.
@@ -109,19 +110,21 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 # -- network failures ----------------------------------------------------------------------------
 
 
+CHECK_HOST = "check the connection's Host and that this worker can reach it"
+
+
 def transport_error(
     method: str, error: BaseException, base_url: str, *, never_sent: bool
 ) -> VoximplantTransportError:
     """A network failure as the one error type callers handle: ``maybe_processed`` unless the
     connection provably never opened."""
     if never_sent:
-        what = (
-            f"could not connect to {base_url} ({type(error).__name__}): check the connection's "
-            "Host and that this worker can reach it"
-        )
+        what = f"could not connect to {base_url} ({type(error).__name__}): {CHECK_HOST}"
     else:
         what = f"no answer (the request may have been processed): {type(error).__name__}"
-    return VoximplantTransportError(method, what, maybe_processed=not never_sent)
+    failure = VoximplantTransportError(method, what, maybe_processed=not never_sent)
+    failure.cause = type(error).__name__
+    return failure
 
 
 def certificate_rejected(error: BaseException) -> bool:
@@ -216,16 +219,26 @@ class RetryPolicy:
             hinted = random.uniform(ceiling / 2, ceiling)
         return min(float(hinted), self.backoff_max_s)
 
-    def tenacity_args(self, method: str, pause: PauseGate, log: logging.Logger) -> dict:
+    def tenacity_args(
+        self, method: str, pause: PauseGate, log: logging.Logger, deadline: float | None = None
+    ) -> dict:
         """Arguments for ``tenacity.Retrying`` or ``AsyncRetrying``: one retry loop, either way.
-        A throttling answer also holds ``pause`` for its wait."""
+        A throttling answer also holds ``pause`` for its wait. With ``deadline`` (a
+        ``time.monotonic()`` value: :class:`FirstContact`'s) no wait or attempt starts after it."""
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
             delay = self.delay(state.attempt_number, error)
+            if deadline is not None:
+                delay = max(0.0, min(delay, deadline - time.monotonic() - MIN_ATTEMPT_S))
             if error is not None and is_throttling(error):
                 pause.hold(delay)
             return delay
+
+        def past_deadline(state: RetryCallState) -> bool:
+            if deadline is None:
+                return False
+            return time.monotonic() + (state.upcoming_sleep or 0.0) + MIN_ATTEMPT_S > deadline
 
         def log_backoff(state: RetryCallState) -> None:
             log.warning(
@@ -238,8 +251,85 @@ class RetryPolicy:
 
         return {
             "retry": retry_if_exception(lambda error: self.retryable(method, error)),
-            "stop": stop_after_attempt(self.max_attempts),
+            "stop": stop_after_attempt(self.max_attempts) | past_deadline,
             "wait": wait,
             "before_sleep": log_backoff,
             "reraise": True,
         }
+
+
+# -- a host that has not answered yet -----------------------------------------------------------
+
+# An attempt is not started with less time than this left before a deadline.
+MIN_ATTEMPT_S = 0.5
+
+
+class FirstContact:
+    """Until the API has answered a hook once, a host that never answers fails in
+    ``budget_s``, once, instead of after every call's full back-off.
+
+    A wrong Host (a closed port, a name that does not resolve, a server that accepts and never
+    answers) would otherwise cost each concurrent call all its attempts: minutes of back-off
+    and a warning per attempt per call. So until the first answer (any HTTP answer, an error
+    too) calls go one at a time; the one in flight retries connection failures only until
+    ``budget_s`` has passed and waits at most that long for its answer (its timeouts are cut
+    to what is left); and when it fails, the calls that waited for it, and those made within
+    ``budget_s`` after it, fail at once with its error (they are not sent). A call made later
+    tries again (a trigger's next round, say). After the first answer none of this applies:
+    throttling, 5xx answers and lost connections are retried as :class:`RetryPolicy` says.
+
+    The hooks hold a lock (``lock``, or the async hook's on its event loop) around a first
+    call and pass it :meth:`deadline`; :meth:`failed` turns its error into the one to raise.
+    """
+
+    def __init__(self, budget_s: float | None):
+        self.budget_s = budget_s
+        self.answered = budget_s is None  # no bound: every call is an ordinary one
+        self.failures = 0  # first calls that failed; a waiting call compares it
+        self.failure: VoximplantTransportError | None = None
+        self.failed_at = 0.0
+        self.lock = threading.Lock()  # the blocking hook's; the async hook keeps its own
+
+    def deadline(self) -> float:
+        return time.monotonic() + float(self.budget_s or 0.0)
+
+    def waited_for_failure(self, method: str, failures_seen: int) -> None:
+        """Raise for a call that waited while the call in flight failed, or came soon after:
+        it is not sent."""
+        if self.failure is None:
+            return
+        recent = time.monotonic() - self.failed_at < float(self.budget_s or 0.0)
+        if self.failures != failures_seen or recent:
+            reason = self.failure.reason
+            if self.failure.maybe_processed:  # this call's request, unlike that one, was not sent
+                reason = f"not sent, as {reason}"
+            raise VoximplantTransportError(method, reason, maybe_processed=False)
+
+    def failed(
+        self, method: str, error: VoximplantTransportError, base_url: str, started: float
+    ) -> VoximplantTransportError:
+        """The one error of a first call that got no answer: it names the host and what to do."""
+        waited = time.monotonic() - started
+        cause = error.cause or "no connection"
+        if error.maybe_processed:
+            what = (
+                f"{base_url} sent no answer within {waited:.1f} s ({cause}; the request may have "
+                f"been processed, and the host has not answered this hook yet): {CHECK_HOST}"
+            )
+        else:
+            what = (
+                f"could not connect to {base_url} ({cause}) for {waited:.1f} s, so nothing "
+                f"was sent: {CHECK_HOST}"
+            )
+        self.failure = VoximplantTransportError(method, what, maybe_processed=error.maybe_processed)
+        self.failures += 1
+        self.failed_at = time.monotonic()
+        return self.failure
+
+
+def cut_timeout(timeout: tuple[float, float], deadline: float | None) -> tuple[float, float]:
+    """(connect, read) timeouts cut to what is left before ``deadline``."""
+    if deadline is None:
+        return timeout
+    left = max(MIN_ATTEMPT_S, deadline - time.monotonic())
+    return min(timeout[0], left), min(timeout[1], left)

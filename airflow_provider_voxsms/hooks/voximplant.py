@@ -10,6 +10,7 @@ runs in a thread so that an event loop (the triggerer's) never waits on it.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
@@ -32,10 +33,12 @@ from airflow_provider_voxsms.hooks.connection import (
 from airflow_provider_voxsms.hooks.policy import (
     FORM_CONTENT_TYPE,
     READ_ONLY_METHODS,
+    FirstContact,
     PauseGate,
     RetryPolicy,
     certificate_error,
     certificate_rejected,
+    cut_timeout,
     encode_form,
     parse_answer,
     transport_error,
@@ -73,6 +76,11 @@ class VoximplantBaseHook(BaseHook):
     :param read_timeout_s: how long to wait for an answer; defaults to the connection's
         ``timeout`` extra, else 60 s.
     :param pool_size: connections kept open; at least the calls made at once.
+    :param first_contact_s: until the API has answered this hook once, how long a call may
+        take to reach it: connection failures are retried only within this time, and an answer
+        is awaited at most this long; then the call fails with one error naming the host (a
+        wrong Host fails in seconds, not after minutes of back-off). Calls wait for that first
+        answer one at a time. After it, only the parameters above apply. None: no such bound.
     """
 
     conn_name_attr = "voximplant_conn_id"
@@ -90,6 +98,7 @@ class VoximplantBaseHook(BaseHook):
         connect_timeout_s: float = 10.0,
         read_timeout_s: float | None = None,
         pool_size: int = 16,
+        first_contact_s: float | None = 15.0,
     ):
         super().__init__()
         self.voximplant_conn_id = voximplant_conn_id
@@ -98,6 +107,7 @@ class VoximplantBaseHook(BaseHook):
         self.read_timeout_s = read_timeout_s
         self.pool_size = pool_size
         self._pause = PauseGate()
+        self._contact = FirstContact(first_contact_s)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -180,8 +190,25 @@ class VoximplantHook(VoximplantBaseHook):
         so message texts stay out of URLs and access logs. Raises :class:`VoximplantApiError`
         for an ``{"error": ...}`` answer.
         """
+        body, contact = encode_form(params), self._contact
+        if not contact.answered:
+            seen = contact.failures
+            with contact.lock:  # one call at a time until the API first answers
+                if not contact.answered:
+                    contact.waited_for_failure(method, seen)
+                    return self._first_call(method, body)
         retrying = Retrying(**self.policy.tenacity_args(method, self._pause, self.log))
-        return retrying(self._post, method, encode_form(params))
+        return retrying(self._post, method, body)
+
+    def _first_call(self, method: str, body: str) -> dict:
+        started, deadline = time.monotonic(), self._contact.deadline()
+        args = self.policy.tenacity_args(method, self._pause, self.log, deadline)
+        try:
+            return Retrying(**args)(self._post, method, body, deadline)
+        except VoximplantTransportError as error:
+            if self._contact.answered:
+                raise
+            raise self._contact.failed(method, error, self.base_url, started) from None
 
     def a2p_send_sms(
         self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False
@@ -217,7 +244,7 @@ class VoximplantHook(VoximplantBaseHook):
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _post(self, method: str, body: str) -> dict:
+    def _post(self, method: str, body: str, deadline: float | None = None) -> dict:
         self._pause.wait()
         headers = {
             "Authorization": f"Bearer {self.signer.token()}",
@@ -226,7 +253,11 @@ class VoximplantHook(VoximplantBaseHook):
         url = f"{self.base_url}/{method}"
         try:
             response = self.session.post(
-                url, data=body, headers=headers, timeout=self.timeout, verify=self.verify
+                url,
+                data=body,
+                headers=headers,
+                timeout=cut_timeout(self.timeout, deadline),
+                verify=self.verify,
             )
         except requests.exceptions.SSLError as err:
             if not certificate_rejected(err):  # a TLS failure later on may follow the request
@@ -234,6 +265,7 @@ class VoximplantHook(VoximplantBaseHook):
             raise certificate_error(self.base_url) from None
         except requests.RequestException as err:
             raise _requests_error(method, err, self.base_url) from None
+        self._contact.answered = True
         return parse_answer(method, response.status_code, response.content, response.headers)
 
 
@@ -264,6 +296,7 @@ class VoximplantAsyncHook(VoximplantBaseHook):
         super().__init__(voximplant_conn_id, **params)
         self._transport = transport
         self._ready: asyncio.Future[tuple[ConnectionSettings, httpx.AsyncClient]] | None = None
+        self._contact_lock: asyncio.Lock | None = None  # made on the hook's event loop
 
     async def check_config(self) -> ConnectionSettings:
         """Read the connection and load the key and TLS context (in a thread), once; a bad
@@ -272,9 +305,27 @@ class VoximplantAsyncHook(VoximplantBaseHook):
 
     async def call(self, method: str, **params: Any) -> dict:
         """:meth:`VoximplantHook.call`, awaited."""
-        await self._set_up()
+        settings, _ = await self._set_up()
+        body, contact = encode_form(params), self._contact
+        if not contact.answered:
+            seen = contact.failures
+            self._contact_lock = self._contact_lock or asyncio.Lock()
+            async with self._contact_lock:  # one call at a time until the API first answers
+                if not contact.answered:
+                    contact.waited_for_failure(method, seen)
+                    return await self._first_call(method, body, settings.base_url)
         retrying = AsyncRetrying(**self.policy.tenacity_args(method, self._pause, self.log))
-        return await retrying(self._post, method, encode_form(params))
+        return await retrying(self._post, method, body)
+
+    async def _first_call(self, method: str, body: str, base_url: str) -> dict:
+        started, deadline = time.monotonic(), self._contact.deadline()
+        args = self.policy.tenacity_args(method, self._pause, self.log, deadline)
+        try:
+            return await AsyncRetrying(**args)(self._post, method, body, deadline)
+        except VoximplantTransportError as error:
+            if self._contact.answered:
+                raise
+            raise self._contact.failed(method, error, base_url, started) from None
 
     async def a2p_send_sms(
         self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False
@@ -329,15 +380,19 @@ class VoximplantAsyncHook(VoximplantBaseHook):
         )
         return settings, client
 
-    async def _post(self, method: str, body: str) -> dict:
+    async def _post(self, method: str, body: str, deadline: float | None = None) -> dict:
         await self._pause.wait_async()
         settings, client = await self._set_up()
         signer = settings.signer
         token = signer.cached() or await asyncio.to_thread(signer.token)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": FORM_CONTENT_TYPE}
+        timeout = client.timeout
+        if deadline is not None:
+            connect, read = cut_timeout(settings.timeout, deadline)
+            timeout = httpx.Timeout(read, connect=connect)
         try:
             response = await client.post(
-                f"{settings.base_url}/{method}", content=body, headers=headers
+                f"{settings.base_url}/{method}", content=body, headers=headers, timeout=timeout
             )
         except httpx.HTTPError as err:
             if certificate_rejected(err):
@@ -346,6 +401,7 @@ class VoximplantAsyncHook(VoximplantBaseHook):
                 err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
             )
             raise transport_error(method, err, settings.base_url, never_sent=never_sent) from None
+        self._contact.answered = True
         answer = (method, response.status_code, response.content, response.headers)
         if len(response.content) > LARGE_ANSWER_BYTES:
             return await asyncio.get_running_loop().run_in_executor(_PARSING, parse_answer, *answer)

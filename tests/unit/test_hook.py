@@ -165,6 +165,36 @@ def test_connection_never_opened_is_retried(make_hook):
     assert len(transport.calls) == 2
 
 
+def refused() -> requests.ConnectionError:
+    return requests.ConnectionError(
+        MaxRetryError(None, "/", NewConnectionError(None, "Connection refused"))
+    )
+
+
+def test_before_the_first_answer_connection_failures_are_retried_within_a_bound(make_hook):
+    hook, transport = make_hook(
+        *[refused() for _ in range(8)], first_contact_s=1.0, backoff_initial_s=0.2
+    )
+    with pytest.raises(VoximplantTransportError) as caught:
+        hook.a2p_send_sms("1", ["447443332212"], "hi")
+    assert 2 <= len(transport.calls) < 8  # the bound, not max_attempts, ended the retries
+    assert all(call["timeout"][0] <= 1.0 for call in transport.calls)  # cut to the bound
+    assert "could not connect to " + BASE in str(caught.value)
+    assert "so nothing was sent" in str(caught.value)
+    assert not caught.value.maybe_processed
+
+
+def test_after_the_first_answer_the_retry_policy_alone_applies(make_hook):
+    ok = _response(body={"result": {}})
+    hook, transport = make_hook(
+        ok, *[refused() for _ in range(7)], _response(body={"result": {}}), first_contact_s=0.01
+    )
+    hook.call("GetAccountInfo")
+    assert hook.call("A2PSendSms") == {"result": {}}
+    assert len(transport.calls) == 9  # every one of max_attempts, whatever first_contact_s
+    assert transport.calls[-1]["timeout"] == hook.timeout
+
+
 @pytest.mark.parametrize(
     "ambiguous",
     [requests.ReadTimeout("read timed out"), requests.ConnectionError("Connection reset by peer")],
