@@ -25,6 +25,7 @@ from airflow_provider_voxsms.errors import (
     VoximplantApiError,
 )
 from airflow_provider_voxsms.hooks.voximplant import VoximplantHook
+from airflow_provider_voxsms.operators.connections import check_connections
 from airflow_provider_voxsms.operators.send_arguments import check_arguments, seconds
 from airflow_provider_voxsms.sms.campaign import CampaignSettings
 from airflow_provider_voxsms.sms.model import MAX_BATCH_SIZE
@@ -292,6 +293,13 @@ class A2PSendSmsOperator(BaseOperator):
         return VoximplantHook(self.voximplant_conn_id, **params)
 
     def execute(self, context) -> dict:
+        check_connections(  # the ones this run will use, before any request
+            voximplant_conn_id=not self.dry_run and self.voximplant_conn_id,
+            recipients_conn_id=self.recipients_sql and self.recipients_conn_id,
+            suppression_conn_id=self.suppression_sql and self.suppression_conn_id,
+            results_conn_id=self.results_conn_id,
+            ledger_conn_id=not self.dry_run and self.ledger_conn_id,
+        )
         try:
             while True:
                 result, sink = self._run_pass(context)

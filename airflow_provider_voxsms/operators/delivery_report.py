@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, X
 from airflow_provider_voxsms import lineage
 from airflow_provider_voxsms.errors import VoximplantError
 from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
+from airflow_provider_voxsms.operators.connections import check_connections
 from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.sms.delivery_rows import Followed, StatusRows, failed_numbers
 from airflow_provider_voxsms.sms.follow import (
@@ -174,6 +175,9 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
             raise AirflowSkipException(f"Nothing to follow: {err}") from err
 
     def execute(self, context) -> dict:
+        check_connections(
+            voximplant_conn_id=self.voximplant_conn_id, report_conn_id=self.report_conn_id
+        )
         started = time.time()
         followed = self._followed(context)
         self.log.info("Following %d message(s) to their final delivery status", len(followed))

@@ -654,9 +654,9 @@ def test_a_list_of_only_dicts_is_a_list_of_rows(voximplant_conn):
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_run_with_no_valid_recipients_reports_dry_run_only_when_it_was_one(
-    voximplant_emulator, dry_run
+    voximplant_conn, dry_run
 ):
-    run = execute(voximplant_emulator, ["not a number", ""], dry_run=dry_run)
+    run = execute(voximplant_conn, ["not a number", ""], dry_run=dry_run)
     assert run.error is None, repr(run.error)
     assert run.summary["dry_run"] is dry_run and run.summary["invalid"] == 2
     assert run.stats["requests"] == 0
