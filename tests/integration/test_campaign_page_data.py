@@ -133,3 +133,64 @@ def test_the_campaign_json_equals_the_tasks_return_values(
     assert view["failed"] == failed["counts"]
     assert len(failed["listed"]) == send_failed + undelivered
     assert {r["destination_number"] for r in failed["api"]} == BLOCKED
+
+
+def test_each_shard_of_a_mapped_task_group_has_its_own_campaign(
+    voximplant_conn, voxsms_db, run_dag, tmp_path
+):
+    """A task group mapped over two shards (``shard.send`` -> ``shard.delivery``, results in
+    tables): each map index's page counts its own shard and follows its own report."""
+    from airflow.sdk import task_group
+    from airflow.utils.session import create_session
+
+    voximplant_conn.state.set_faults(
+        delivery_queued_s=0.3, delivery_dispatched_s=0.3, delivery_by_last_digit=BY_DIGIT
+    )
+    paths = []
+    for index, numbers in enumerate([UK[:100], FRANCE[:40]]):
+        paths.append(str(tmp_path / f"shard-{index}.csv"))
+        pd.DataFrame({"phone": [f"+{n}" for n in numbers]}).to_csv(paths[-1], index=False)
+    with DAG("voxsms_test_page_shards", schedule=None) as dag:
+
+        @task_group
+        def shard(path: str):
+            send = A2PSendSmsOperator(
+                task_id="send",
+                src_number="VoxDemo",
+                text="Hello",
+                recipients_path=path,
+                results_conn_id=voxsms_db,
+            )
+            A2PSmsDeliveryReportOperator(
+                task_id="delivery",
+                messages=XComArg(send, key="accepted_numbers"),
+                src_number="VoxDemo",
+                timeout=20,
+                poll_interval=0.3,
+                max_poll_interval=0.6,
+                report_conn_id=voxsms_db,
+            )
+
+        shard.expand(path=paths)
+    tis = run_dag(dag)
+    assert {ti.state for ti in tis.values()} == {"success"}
+    run_id = tis[("shard.send", 0)].run_id
+    with create_session() as session:
+        listed = locate.send_tasks(session, dag.dag_id, run_id)
+    assert [(t["task_id"], t["map_index"]) for t in listed] == [
+        ("shard.send", 0),
+        ("shard.send", 1),
+    ]
+    for index, size in enumerate((100, 40)):
+        summary = xcom(tis[("shard.send", index)])
+        report = xcom(tis[("shard.delivery", index)])
+        key = TaskKey(dag.dag_id, run_id, "shard.send", index)
+        with create_session() as session, ExitStack() as stack:
+            found = locate.report_task(session, key)
+            rows = locate.campaign_rows(session, key, found, stack)
+            view = campaign_view(locate.task_instance(session, key), rows)
+        assert found == TaskKey(dag.dag_id, run_id, "shard.delivery", index)
+        assert view["identity"]["recipients"] == summary["recipients"] == size
+        assert view["outcomes"] == {k: summary[k] for k in OUTCOME_KEYS}
+        assert view["delivery"]["statuses"]["DELIVERED"] == report["delivered"]
+        assert view["delivery"]["messages"] == report["messages"] == size
