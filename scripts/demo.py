@@ -134,6 +134,10 @@ def main() -> None:
             for name in ("AIRFLOW_CONN_VOXIMPLANT_DEFAULT", "AIRFLOW_CONN_VOXSMS_DB")
         )
     )
+    restart = (
+        f"{show(BIN / 'voxsms-emulator')} --port {port} --state-dir {show(EMULATOR_STATE)} "
+        f"--blocked-numbers {BLOCKED} --delivery-by-last-digit {DELIVERY_BY_LAST_DIGIT}"
+    )
     print(
         f"\nWhere to look next:\n"
         f"  the run log:         {show(DEMO / 'dags-test.log')}\n"
@@ -141,12 +145,16 @@ def main() -> None:
         f"  delivery statuses:   sqlite3 {show(FAILED_DB)} 'select * from sms_delivery_status'\n"
         f"  the emulator's messages (it was stopped; they are kept in its state dir):\n"
         f"                       {show(EMULATOR_STATE / 'messages.jsonl')} (one line per request)\n"
-        f"                       or start it again: {show(BIN / 'voxsms-emulator')} --state-dir "
-        f"{show(EMULATOR_STATE)}\n"
-        f"                       and open http://127.0.0.1:8025/_emulator/messages\n"
-        f"  the Airflow UI:      AIRFLOW_HOME={AIRFLOW_HOME} "
-        f"AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'} {show(BIN / 'airflow')} standalone\n"
-        f"                       (first: source {show(DEMO / 'connections.env')})\n"
+        f"                       or start it again, as the demo ran it (same port, credentials "
+        f"and faults):\n"
+        f"                       {restart}\n"
+        f"                       and open {origin}/_emulator/messages\n"
+        f"  the Airflow UI:      first start the emulator again (command above; the connection "
+        f"sends to it, so a run\n"
+        f"                       from the UI fails without it), then in another shell:\n"
+        f"                       source {show(DEMO / 'connections.env')} && "
+        f"AIRFLOW_HOME={AIRFLOW_HOME} AIRFLOW__CORE__DAGS_FOLDER={REPO / 'dags'} "
+        f"{show(BIN / 'airflow')} standalone\n"
         f"  the personalised run:\n"
         f"    its log:           {show(PERSONAL_LOG)}\n"
         f"    deferred numbers:  sqlite3 {show(FAILED_DB)} 'select * from sms_deferred_numbers'\n"

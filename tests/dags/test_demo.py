@@ -60,8 +60,9 @@ def test_demo_says_what_happened_and_where_to_look(tmp_path):
         f"sqlite3 {tmp_path / 'airflow' / 'voxsms.db'} 'select * from sms_failed_numbers'",
         f"sqlite3 {tmp_path / 'airflow' / 'voxsms.db'} 'select * from sms_delivery_status'",
         f"{tmp_path / 'emulator' / 'messages.jsonl'} (one line per request)",
-        f"voxsms-emulator --state-dir {tmp_path / 'emulator'}",
-        "and open http://127.0.0.1:8025/_emulator/messages",
+        f"--state-dir {tmp_path / 'emulator'} --blocked-numbers 447443332299,447443332298 "
+        "--delivery-by-last-digit 7=FAILED",
+        "the Airflow UI:      first start the emulator again (command above; the connection",
         # voxsms_personalised_campaign, on the tables the demo seeds
         "seeded 9 customers and 2 opt-outs (tables voxsms_customers, voxsms_opt_outs",
         "running: airflow dags test voxsms_personalised_campaign",
@@ -74,6 +75,11 @@ def test_demo_says_what_happened_and_where_to_look(tmp_path):
         f"sqlite3 {tmp_path / 'airflow' / 'voxsms.db'} 'select * from sms_deferred_numbers'",
     ]:
         assert line in out, f"{line!r} not in:\n{out}"
+    # The emulator is started again on the port the demo's connection names.
+    port = re.search(r"voxsms-emulator --port (\d+) --state-dir", out)[1]
+    assert f"and open http://127.0.0.1:{port}/_emulator/messages" in out, out
+    conn = (tmp_path / "connections.env").read_text()
+    assert f"http://127.0.0.1:{port}/platform_api" in conn, conn
     personal_run = out[out.index("DAG voxsms_personalised_campaign, run ") :]
     tasks = dict(task.split(" ") for task in re.search(r"tasks: (.*)", personal_run)[1].split(", "))
     assert tasks == dict.fromkeys(
