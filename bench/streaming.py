@@ -786,10 +786,8 @@ def _rows(results: list[dict], chunk_rows: int, retries: list[dict] | None = Non
                 f"{_held(r)}; emulator {r['emulator_rss_mib']:,.0f} MiB",
             )
         )
-    if len(results) < 2:
-        return rows
     small, large = results[0], results[-1]
-    for retry in retries or ():
+    for retry in retries or ():  # also when only one size ran (--stream-sizes 250000)
         peak = max(retry["first"]["peak_rss"], retry["retry"]["peak_rss"])
         rows.append(
             Row(
@@ -806,6 +804,8 @@ def _rows(results: list[dict], chunk_rows: int, retries: list[dict] | None = Non
                 f"duplicates {retry['duplicates']}; results {retry['outcomes']}",
             )
         )
+    if len(results) < 2:
+        return rows
     ratio = large["peak_rss"] / small["peak_rss"]
     large_mib = large["peak_rss"] / MiB
     pers = [_per(r) for r in results]
