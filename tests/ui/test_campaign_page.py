@@ -175,6 +175,15 @@ def test_the_json_has_the_pages_counts(airflow_ui, campaign_run):
     }
     assert view["delivery"]["statuses"]["DELIVERED"] == campaign_run.report["delivered"]
     assert view["identity"]["holds"] and view["identity"]["matches_return_value"]
+    assert view["failed"]["send"] + view["failed"]["delivery"] == len(campaign_run.failed_rows())
+
+    status, page = airflow_ui.api("GET", f"/voxsms/api/failed?{campaign_run.query(stage='api')}")
+    assert status == 200, page
+    assert page["total"] == len(BLOCKED) and page["numbers"] == "masked"
+    assert {r["destination_number"] for r in page["rows"]} == {"+44 ******** 98", "+44 ******** 99"}
+    query = campaign_run.query(stage="api", numbers="full")
+    status, page = airflow_ui.api("GET", f"/voxsms/api/failed?{query}")
+    assert {r["destination_number"] for r in page["rows"]} == BLOCKED
 
 
 def test_a_task_that_is_not_an_sms_send_says_so(page, airflow_ui, campaign_run, screenshot):
