@@ -18,7 +18,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -220,23 +220,28 @@ class RetryPolicy:
         return min(float(hinted), self.backoff_max_s)
 
     def tenacity_args(
-        self, method: str, pause: PauseGate, log: logging.Logger, deadline: float | None = None
+        self,
+        method: str,
+        pause: PauseGate,
+        log: logging.Logger,
+        bound: Callable[[], float | None] | None = None,
     ) -> dict:
         """Arguments for ``tenacity.Retrying`` or ``AsyncRetrying``: one retry loop, either way.
-        A throttling answer also holds ``pause`` for its wait. With ``deadline`` (a
-        ``time.monotonic()`` value: :class:`FirstContact`'s) no wait or attempt starts after it."""
+        A throttling answer also holds ``pause`` for its wait. While ``bound()`` gives a
+        deadline (a ``time.monotonic()`` value: :meth:`FirstContact.bound`), no wait or attempt
+        starts after it."""
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
             delay = self.delay(state.attempt_number, error)
-            if deadline is not None:
+            if (deadline := bound and bound()) is not None:
                 delay = max(0.0, min(delay, deadline - time.monotonic() - MIN_ATTEMPT_S))
             if error is not None and is_throttling(error):
                 pause.hold(delay)
             return delay
 
         def past_deadline(state: RetryCallState) -> bool:
-            if deadline is None:
+            if (deadline := bound and bound()) is None:
                 return False
             return time.monotonic() + (state.upcoming_sleep or 0.0) + MIN_ATTEMPT_S > deadline
 
@@ -279,7 +284,9 @@ class FirstContact:
     throttling, 5xx answers and lost connections are retried as :class:`RetryPolicy` says.
 
     The hooks hold a lock (``lock``, or the async hook's on its event loop) around a first
-    call and pass it :meth:`deadline`; :meth:`failed` turns its error into the one to raise.
+    call, which :meth:`start` opens and :meth:`bound` limits (until an answer comes: then its
+    own retries, of a throttling answer say, are the policy's); :meth:`failed` turns its error
+    into the one to raise.
     """
 
     def __init__(self, budget_s: float | None):
@@ -288,10 +295,18 @@ class FirstContact:
         self.failures = 0  # first calls that failed; a waiting call compares it
         self.failure: VoximplantTransportError | None = None
         self.failed_at = 0.0
+        self.until = 0.0  # the deadline of the first call in flight
         self.lock = threading.Lock()  # the blocking hook's; the async hook keeps its own
 
-    def deadline(self) -> float:
-        return time.monotonic() + float(self.budget_s or 0.0)
+    def start(self) -> float:
+        """Open a first call: its deadline is ``budget_s`` from now; returns now."""
+        now = time.monotonic()
+        self.until = now + float(self.budget_s or 0.0)
+        return now
+
+    def bound(self) -> float | None:
+        """The deadline of the first call in flight; None once the API has answered."""
+        return None if self.answered else self.until
 
     def waited_for_failure(self, method: str, failures_seen: int) -> None:
         """Raise for a call that waited while the call in flight failed, or came soon after:

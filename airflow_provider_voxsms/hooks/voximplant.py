@@ -10,7 +10,7 @@ runs in a thread so that an event loop (the triggerer's) never waits on it.
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
@@ -61,6 +61,10 @@ MAX_NUMBERS_PER_REQUEST = MAX_BATCH_SIZE
 # loop (a triggerer's, shared by every deferred task) would be parsed back to back on it.
 LARGE_ANSWER_BYTES = 32 * 1024
 _PARSING = ThreadPoolExecutor(1, thread_name_prefix="voxsms-answers")
+
+
+def _no_bound() -> None:  # a call after the API's first answer: the policy's timeouts only
+    return None
 
 
 class VoximplantBaseHook(BaseHook):
@@ -201,10 +205,11 @@ class VoximplantHook(VoximplantBaseHook):
         return retrying(self._post, method, body)
 
     def _first_call(self, method: str, body: str) -> dict:
-        started, deadline = time.monotonic(), self._contact.deadline()
-        args = self.policy.tenacity_args(method, self._pause, self.log, deadline)
+        contact = self._contact
+        started = contact.start()
+        args = self.policy.tenacity_args(method, self._pause, self.log, contact.bound)
         try:
-            return Retrying(**args)(self._post, method, body, deadline)
+            return Retrying(**args)(self._post, method, body, contact.bound)
         except VoximplantTransportError as error:
             if self._contact.answered:
                 raise
@@ -244,7 +249,7 @@ class VoximplantHook(VoximplantBaseHook):
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _post(self, method: str, body: str, deadline: float | None = None) -> dict:
+    def _post(self, method: str, body: str, bound: Callable[[], float | None] = _no_bound) -> dict:
         self._pause.wait()
         headers = {
             "Authorization": f"Bearer {self.signer.token()}",
@@ -256,7 +261,7 @@ class VoximplantHook(VoximplantBaseHook):
                 url,
                 data=body,
                 headers=headers,
-                timeout=cut_timeout(self.timeout, deadline),
+                timeout=cut_timeout(self.timeout, bound()),
                 verify=self.verify,
             )
         except requests.exceptions.SSLError as err:
@@ -318,10 +323,11 @@ class VoximplantAsyncHook(VoximplantBaseHook):
         return await retrying(self._post, method, body)
 
     async def _first_call(self, method: str, body: str, base_url: str) -> dict:
-        started, deadline = time.monotonic(), self._contact.deadline()
-        args = self.policy.tenacity_args(method, self._pause, self.log, deadline)
+        contact = self._contact
+        started = contact.start()
+        args = self.policy.tenacity_args(method, self._pause, self.log, contact.bound)
         try:
-            return await AsyncRetrying(**args)(self._post, method, body, deadline)
+            return await AsyncRetrying(**args)(self._post, method, body, contact.bound)
         except VoximplantTransportError as error:
             if self._contact.answered:
                 raise
@@ -380,14 +386,16 @@ class VoximplantAsyncHook(VoximplantBaseHook):
         )
         return settings, client
 
-    async def _post(self, method: str, body: str, deadline: float | None = None) -> dict:
+    async def _post(
+        self, method: str, body: str, bound: Callable[[], float | None] = _no_bound
+    ) -> dict:
         await self._pause.wait_async()
         settings, client = await self._set_up()
         signer = settings.signer
         token = signer.cached() or await asyncio.to_thread(signer.token)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": FORM_CONTENT_TYPE}
         timeout = client.timeout
-        if deadline is not None:
+        if (deadline := bound()) is not None:
             connect, read = cut_timeout(settings.timeout, deadline)
             timeout = httpx.Timeout(read, connect=connect)
         try:

@@ -184,6 +184,17 @@ def test_before_the_first_answer_connection_failures_are_retried_within_a_bound(
     assert not caught.value.maybe_processed
 
 
+def test_a_first_answer_that_throttles_is_retried_past_the_bound(make_hook):
+    """The bound ends with the first answer, also within that call's own retries."""
+    throttled = _response(429, "busy", {"Retry-After": "0.3"})
+    hook, transport = make_hook(
+        throttled, throttled, _response(body={"result": {}}), first_contact_s=0.1
+    )
+    assert hook.call("A2PSendSms") == {"result": {}}
+    assert len(transport.calls) == 3
+    assert transport.calls[-1]["timeout"] == hook.timeout
+
+
 def test_after_the_first_answer_the_retry_policy_alone_applies(make_hook):
     ok = _response(body={"result": {}})
     hook, transport = make_hook(
