@@ -98,7 +98,7 @@ def test_the_hook_fails_within_its_bound(
     started = time.monotonic()
     with pytest.raises(VoximplantTransportError) as again:
         hook.a2p_send_sms("VoxDemo", NUMBERS[2:4], "hi")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # no attempt of its own
     assert again.value.maybe_processed is False
     assert_one_clear_error(again.value, unreachable)
 
