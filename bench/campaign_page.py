@@ -1,7 +1,8 @@
 """The campaign page's JSON for a streamed campaign of N recipients with its rows in tables.
 
-``python -m bench.campaign_page [--size 200000] [--runs 5]``: an in-process emulator, a SQLite
-file as the results and delivery connection, a CSV of N UK mobiles (1 % copies written
+``python -m bench.campaign_page [--size 200000] [--runs 5] [--postgres]``: an in-process
+emulator, a SQLite file (or a throwaway PostgreSQL server) as the results and delivery
+connection, a CSV of N UK mobiles (1 % copies written
 nationally, 0.1 % not numbers, 0.1 % blocked by the emulator, 2 % failing on delivery), then
 ``A2PSendSmsOperator.execute()`` (``recipients_path``, ``results_conn_id``) and
 ``A2PSmsDeliveryReportOperator.execute()`` (``messages`` the send's summary,
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -59,18 +59,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throwaway PostgreSQL server, not SQLite"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="voxsms-bench-page-"))
-    db = work / "voxsms.db"
-    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = f"sqlite://{db}"
+    if not args.postgres:
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = f"sqlite://{work / 'voxsms.db'}"
+        return measure(args, work)
+    from bench import pg_server
+
+    pg = pg_server()
+    bindir = pg.find_pg_bin()
+    if bindir is None:
+        print("no PostgreSQL binaries found")
+        return 2
+    with pg.running_postgres(bindir, durable=True) as uri:
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = uri
+        return measure(args, work)
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
+    """Run the campaign and its report, then time the page's JSON (see the module)."""
 
     from airflow_provider_voxsms.emulator.server import EmulatorServer
     from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
     from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
     from airflow_provider_voxsms.storage.key import CAMPAIGN_COLUMNS, TASK_COLUMNS
+    from airflow_provider_voxsms.storage.sql import db_api_hook
     from airflow_provider_voxsms.ui import queries
     from airflow_provider_voxsms.ui.campaign import OUTCOME_KEYS, CampaignRows, campaign_view
-    from airflow_provider_voxsms.ui.tables import OwnedRows
+    from airflow_provider_voxsms.ui.tables import OwnedRows, dialect_of
 
     blocked = recipients_csv(work / "r.csv", args.size)
     with EmulatorServer() as emulator:
@@ -111,14 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     timings, first_page = [], []
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        with closing(sqlite3.connect(db)) as conn:
+        hook = db_api_hook(CONN_ID)
+        with closing(hook.get_conn()) as conn:
+            mark, dialect = hook.placeholder, dialect_of(conn)
             outcomes = OwnedRows(
-                conn, "?", "sqlite", results["table"], {c: results[c] for c in CAMPAIGN_COLUMNS}
+                conn, mark, dialect, results["table"], {c: results[c] for c in CAMPAIGN_COLUMNS}
             )
             statuses = OwnedRows(
                 conn,
-                "?",
-                "sqlite",
+                mark,
+                dialect,
                 "sms_delivery_status",
                 dict(zip(TASK_COLUMNS, statuses_key.values(), strict=True)),
             )
@@ -135,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in ("delivered", "failed", "expired", "rejected", "aborted", "unknown")
     )
     median = statistics.median(timings)
-    print(f"| measurement ({args.size:,} recipients, SQLite) | median | min - max |")
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"| measurement ({args.size:,} recipients, {database}) | median | min - max |")
     print("|---|---|---|")
     print(
         f"| campaign JSON (campaign_view, {len(timings)} runs) | {median * 1000:.0f} ms | "

@@ -56,8 +56,8 @@ class CampaignRows:
 
 
 def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
-    """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md): two
-    scans of the send's rows and two or three of the report's, whatever their number."""
+    """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md): one
+    scan of the send's rows and two or three of the report's, whatever their number."""
     summary = rows.summary or {}
     sent_groups = queries.send_groups(rows.outcomes) if rows.outcomes is not None else None
     status_groups = queries.status_groups(rows.statuses) if rows.statuses is not None else None
@@ -74,7 +74,7 @@ def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
     ]
     if delivery is not None:
         funnel.append({"step": "delivered", "count": delivery["statuses"].get("DELIVERED", 0)})
-    reasons = queries.reasons(rows.outcomes) if rows.outcomes is not None else {}
+    reasons = sent_groups.reasons() if sent_groups is not None else {}
     countries, variants = [], _summary_variants(summary)
     if sent_groups is not None:
         delivered = queries.delivered_by_country(rows.statuses) if rows.statuses else None

@@ -39,28 +39,44 @@ _HEAD = (
 
 @dataclass(frozen=True)
 class SendGroups:
-    """A send's rows counted by (number head, outcome, variant) in one scan: at most a few
-    thousand groups, from which the outcomes, countries and variants are summed."""
+    """A send's rows counted by (number head, outcome, variant, error code, reason) in one
+    scan, from which the outcomes, reasons, countries and variants are summed. Accepted rows
+    carry no code nor reason, so the groups number about the heads times the outcomes, plus the
+    distinct reasons of the others."""
 
-    groups: list[tuple[str | None, str, str | None, int]]
+    groups: list[tuple[str | None, str, str | None, int | None, str | None, int]]
 
     def outcome_counts(self) -> dict[str, int]:
         """Rows per outcome."""
         counts: dict[str, int] = {}
-        for _, outcome, _, n in self.groups:
+        for _, outcome, *_, n in self.groups:
             counts[outcome] = counts.get(outcome, 0) + n
         return counts
 
+    def reasons(self, limit: int = 50) -> dict[str, list[dict]]:
+        """Per outcome other than accepted: its (error code, reason) pairs, most frequent
+        first, at most ``limit`` of them."""
+        pairs: dict[tuple[str, int | None, str | None], int] = {}
+        for _, outcome, _, code, reason, n in self.groups:
+            if outcome != "accepted":
+                pairs[(outcome, code, reason)] = pairs.get((outcome, code, reason), 0) + n
+        found: dict[str, list[dict]] = {}
+        for (outcome, code, reason), n in sorted(pairs.items(), key=lambda p: -p[1]):
+            kept = found.setdefault(outcome, [])
+            if len(kept) < limit:
+                kept.append({"error_code": code, "reason": reason, "count": n})
+        return found
+
     def failed(self) -> int:
         """The send's failed numbers (the outcomes of ``FAILED_STAGES``)."""
-        return sum(n for _, outcome, _, n in self.groups if outcome in FAILED_STAGES)
+        return sum(n for _, outcome, *_, n in self.groups if outcome in FAILED_STAGES)
 
     def countries(self, delivered: dict[str, int] | None) -> list[dict]:
         """Rows, accepted and failed per calling code (``"none"`` for rows without a number),
         and ``delivered`` (by calling code) when known; largest first."""
         table: dict[str, dict] = {}
         codes = _codes([head for head, *_ in self.groups])
-        for (_, outcome, _, n), code in zip(self.groups, codes, strict=True):
+        for (_, outcome, *_, n), code in zip(self.groups, codes, strict=True):
             row = table.setdefault(
                 code, {"country_code": code, "recipients": 0, "accepted": 0, "failed": 0}
             )
@@ -80,7 +96,7 @@ class SendGroups:
         """People (copies aside) and accepted per variant, and ``delivered`` when known;
         empty without variants."""
         found: dict[str, dict] = {}
-        for _, outcome, variant, n in self.groups:
+        for _, outcome, variant, *_, n in self.groups:
             if variant is None or outcome == "duplicate":
                 continue
             row = found.setdefault(variant, {"variant": variant, "recipients": 0, "accepted": 0})
@@ -93,27 +109,15 @@ class SendGroups:
 
 
 def send_groups(outcomes: OwnedRows) -> SendGroups:
-    """One scan of a send's rows, grouped by number head, outcome and variant."""
-    sql = outcomes.select(
-        f"{_HEAD}, outcome, variant, COUNT(*)", tail=f"GROUP BY {_HEAD}, outcome, variant"
+    """One scan of a send's rows, grouped by number head, outcome, variant and reason."""
+    columns = f"{_HEAD}, outcome, variant, error_code, reason"
+    sql = outcomes.select(f"{columns}, COUNT(*)", tail=f"GROUP BY {columns}")
+    return SendGroups(
+        [
+            (head, outcome, variant, None if code is None else int(code), reason, int(n))
+            for head, outcome, variant, code, reason, n in outcomes.all(sql)
+        ]
     )
-    return SendGroups([(h, o, v, int(n)) for h, o, v, n in outcomes.all(sql)])
-
-
-def reasons(outcomes: OwnedRows, limit: int = 50) -> dict[str, list[dict]]:
-    """Per outcome other than accepted: its (error code, reason) pairs, most frequent first."""
-    sql = outcomes.select(
-        "outcome, error_code, reason, COUNT(*) AS n",
-        extra="outcome <> 'accepted'",
-        tail="GROUP BY outcome, error_code, reason ORDER BY n DESC",
-    )
-    found: dict[str, list[dict]] = {}
-    for outcome, code, reason, count in outcomes.all(sql):
-        kept = found.setdefault(outcome, [])
-        if len(kept) < limit:
-            code = None if code is None else int(code)
-            kept.append({"error_code": code, "reason": reason, "count": int(count)})
-    return found
 
 
 def delivered_by_country(statuses: OwnedRows) -> dict[str, int]:

@@ -80,7 +80,7 @@ def test_outcomes_reasons_countries_and_variants_are_counted_for_the_campaign_on
         "not_sent": 1,
     }
     assert groups.failed() == 4
-    reasons = queries.reasons(outcomes)
+    reasons = groups.reasons()
     assert reasons["failed"] == [{"error_code": 509, "reason": "A2P SMS disabled", "count": 2}]
     assert reasons["not_sent"] == [{"error_code": 127, "reason": "no money", "count": 1}]
     delivered = queries.delivered_by_country(statuses)
