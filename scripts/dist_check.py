@@ -4,7 +4,7 @@
    breaks the wheel), with the build backend pinned by ``scripts/build-constraints.txt``.
 2. Contents: the sdist has README, pyproject, LICENSE (if the repo has one) and every module; the
    wheel has every module and every package file (bar NOT_SHIPPED), nothing of tests/, dags/,
-   bench/, docker/ or scripts/, the metadata and the three entry points.
+   bench/, docker/ or scripts/, the metadata and the four entry points.
 3. ``twine check --strict`` in a venv of its own.
 4. A clean venv with only the wheel, installed with ``-c constraints.txt``; ``uv pip check``.
 5. From it, with a throwaway AIRFLOW_HOME: ``airflow providers list`` and ``airflow providers
@@ -54,6 +54,7 @@ ENTRY_POINTS = {
     "apache_airflow_provider": f"provider_info = {PACKAGE}:get_provider_info",
     "console_scripts": f"voxsms-emulator = {PACKAGE}.emulator.__main__:main",
     "pytest11": f"voxsms = {PACKAGE}.testing.pytest_plugin",
+    "airflow.plugins": f"voxsms = {PACKAGE}.ui.plugin:VoxSmsPlugin",  # the campaign page
 }
 SENDER = "VoxDemo"  # one of the emulator's default sender ids
 NUMBERS = ["447443332212", "447443332213"]
