@@ -3,8 +3,13 @@ over every campaign that uses the same send ledger.
 
 A claim stores its numbers as one JSON value, which cannot be counted per number, so every
 claim (capped or not) also writes one row per number to ``<table>_contacts`` (number,
-campaign digest, text hash, time), in the claim's transaction: a campaign's sends count for
-the others' caps from the moment its claim commits. A row stands for a message that was
+campaign digest, text hash, time). A capped claim writes them in its own transaction, so its
+sends count for the other capped campaigns from the moment it commits. An uncapped claim
+queues them right after it commits, with the ledger's other queued writes (outcomes): they
+count a few milliseconds later, and its request does not wait for them (in the claim's
+transaction they tripled a sender's wait for its claim: bench section 7). Nothing is lost by
+that: an uncapped campaign is not held back by caps, so a capped campaign sending at the
+same moment could always text the same person. A row stands for a message that was
 accepted or may have been (in flight, unknown: counted until settled, to be safe); the rows
 of a message the API refused, or whose request never reached it, are deleted when that
 outcome is recorded. A number its campaign sends again because the history showed the first
@@ -19,7 +24,7 @@ commit with that update. PostgreSQL makes the next capped claim wait on the row 
 and its count (a new snapshot per statement at READ COMMITTED) sees the rows just committed;
 SQLite lets one writer at a time. So two capped campaigns claiming the same number at the
 same moment never both get it. Uncapped claims skip the lock (they never wait for capped
-ones); their sends count once committed.
+ones); their sends count once their contact rows commit.
 
 Lock order: a lease row, then the cap lock, never the other way, and the transaction holding
 the cap lock waits for nothing else, so no two claims can deadlock. Reads stay per batch

@@ -282,7 +282,8 @@ class SendLedger:
                 numbers = tuple(n for n in numbers if n not in refused)
             if numbers:
                 cur.execute(insert, (claim_id, k.digest, tx, codec.encode(numbers), now))
-                contacts.add(cur, k.digest, tx, numbers, at)
+                if cap is not None:  # counted by the next capped claim, which waits for this
+                    contacts.add(cur, k.digest, tx, numbers, at)
             claimed.append(numbers)
 
         try:
@@ -297,6 +298,11 @@ class SendLedger:
         (numbers,) = claimed
         if not numbers:
             return Batch(batch.index, batch.text, ())
+        if cap is None:  # off the send's path: committed with the queued writes (storage.caps)
+            at = contacts.now()
+            self._writer.submit(
+                lambda cur: contacts.add(cur, k.digest, tx, numbers, at), wait=False
+            )
         self._claims[(batch.text, numbers)] = claim_id
         return batch if numbers == batch.numbers else Batch(batch.index, batch.text, numbers)
 

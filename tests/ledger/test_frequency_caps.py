@@ -121,9 +121,13 @@ def test_a_number_sent_again_after_an_ambiguous_answer_counts_each_send(ledger_c
         assert send(c, NUMBERS[:3]).numbers == NUMBERS[2:3]
 
 
-def test_refused_or_unsent_messages_free_the_number_and_unknown_ones_do_not(ledger_conn, clock):
+@pytest.mark.parametrize("cap_of_a", [(1, DAY), None], ids=["capped", "uncapped"])
+def test_refused_or_unsent_messages_free_the_number_and_unknown_ones_do_not(
+    ledger_conn, clock, cap_of_a
+):
+    """An uncapped claim queues its contact rows after it commits: freeing them comes after."""
     n = NUMBERS
-    with ledger(ledger_conn, campaign("a"), clock=clock) as a:
+    with ledger(ledger_conn, campaign("a"), cap=cap_of_a, clock=clock) as a:
         mixed = a.claim(Batch(1, "hi", n[:4]))
         a.record(
             BatchOutcome(
