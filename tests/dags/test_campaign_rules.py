@@ -279,11 +279,11 @@ def test_variants_reach_the_api_rendered_and_the_tables_name_each_numbers_varian
         assert summary["held_out"] == shares["holdout"] > 0
         assert summary["variants"]["A"] == {"recipients": shares["A"], "accepted": shares["A"]}
         accepted = read_outcomes(xcom(ti, "accepted_numbers"))  # with a table, its location
-        assert dict(zip(accepted["destination_number"], accepted["variant"])) == {
+        assert dict(zip(accepted["destination_number"], accepted["variant"], strict=True)) == {
             n: v for n, v in expected.items() if v != "holdout"
         }
         rows = read_outcomes(summary["results"])
-        by_number = dict(zip(rows["destination_number"], rows["variant"]))
+        by_number = dict(zip(rows["destination_number"], rows["variant"], strict=True))
         assert by_number == expected, "the results table names each number's variant"
 
 
