@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from functools import cached_property
 from typing import Any
 
@@ -65,6 +66,10 @@ _PARSING = ThreadPoolExecutor(1, thread_name_prefix="voxsms-answers")
 
 def _no_bound() -> None:  # a call after the API's first answer: the policy's timeouts only
     return None
+
+
+# The read-only call that tells a host that lost one request from one that never answers.
+PROBE_METHOD = "GetAccountInfo"
 
 
 class VoximplantBaseHook(BaseHook):
@@ -211,9 +216,19 @@ class VoximplantHook(VoximplantBaseHook):
         try:
             return Retrying(**args)(self._post, method, body, contact.bound)
         except VoximplantTransportError as error:
-            if self._contact.answered:
+            if contact.answered or (error.maybe_processed and self._host_answers(method)):
                 raise
-            raise self._contact.failed(method, error, self.base_url, started) from None
+            raise contact.failed(method, error, self.base_url, started) from None
+
+    def _host_answers(self, method: str) -> bool:
+        """Whether the host answers a read-only call before the first contact's deadline, after
+        ``method``'s request got no answer: a host that answers others only lost that request
+        (an ambiguous answer, settled as any other), it is not one that never answers."""
+        if method == PROBE_METHOD:
+            return False
+        with suppress(VoximplantError):  # an error answer is an answer too: _post notes it
+            self._post(PROBE_METHOD, "", self._contact.bound)
+        return self._contact.answered
 
     def a2p_send_sms(
         self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False
@@ -329,9 +344,17 @@ class VoximplantAsyncHook(VoximplantBaseHook):
         try:
             return await AsyncRetrying(**args)(self._post, method, body, contact.bound)
         except VoximplantTransportError as error:
-            if self._contact.answered:
+            if contact.answered or (error.maybe_processed and await self._host_answers(method)):
                 raise
-            raise self._contact.failed(method, error, base_url, started) from None
+            raise contact.failed(method, error, base_url, started) from None
+
+    async def _host_answers(self, method: str) -> bool:
+        """:meth:`VoximplantHook._host_answers`, awaited."""
+        if method == PROBE_METHOD:
+            return False
+        with suppress(VoximplantError):
+            await self._post(PROBE_METHOD, "", self._contact.bound)
+        return self._contact.answered
 
     async def a2p_send_sms(
         self, src_number: str, dst_numbers: list[str], text: str, store_body: bool = False

@@ -211,11 +211,27 @@ def test_after_the_first_answer_the_retry_policy_alone_applies(make_hook):
     [requests.ReadTimeout("read timed out"), requests.ConnectionError("Connection reset by peer")],
 )
 def test_a_send_that_may_have_been_processed_is_never_resent(make_hook, ambiguous):
+    """Sent once; as the API has not answered this hook yet, a read-only probe then asks
+    whether the host answers at all: it does, so the send's own error is raised, ambiguous."""
     hook, transport = make_hook(ambiguous, _response(body={}))
     with pytest.raises(VoximplantTransportError) as caught:
         hook.a2p_send_sms("1", ["447443332212"], "hi")
     assert caught.value.maybe_processed
-    assert len(transport.calls) == 1
+    assert "never" not in str(caught.value) and "Host" not in str(caught.value)
+    methods = [call["url"].rsplit("/", 1)[1] for call in transport.calls]
+    assert methods == ["A2PSendSms", "GetAccountInfo"]
+
+
+def test_a_first_send_without_an_answer_from_a_host_that_answers_nothing_names_the_host(
+    make_hook,
+):
+    hook, transport = make_hook(
+        requests.ReadTimeout("read timed out"), requests.ReadTimeout("read timed out")
+    )
+    with pytest.raises(VoximplantTransportError, match="sent no answer") as caught:
+        hook.a2p_send_sms("1", ["447443332212"], "hi")
+    assert caught.value.maybe_processed
+    assert len(transport.calls) == 2, "the send, then the probe"
 
 
 def test_server_error_on_a_send_is_not_retried_but_reads_are(make_hook):
@@ -350,8 +366,8 @@ def test_a_rejected_certificate_is_a_configuration_error_but_other_tls_failures_
     assert len(transport.calls) == 1
 
     broken = requests.exceptions.SSLError("[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]")
-    hook, transport = make_hook(broken)
+    hook, transport = make_hook(broken, _response(body={}))  # then the host answers a probe
     with pytest.raises(VoximplantTransportError) as caught:
         hook.a2p_send_sms("1", ["447443332212"], "hi")
     assert caught.value.maybe_processed, "the request may already have been sent"
-    assert len(transport.calls) == 1
+    assert len(transport.calls) == 2
