@@ -87,7 +87,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
     from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
     from airflow_provider_voxsms.storage.key import CAMPAIGN_COLUMNS, TASK_COLUMNS
     from airflow_provider_voxsms.storage.sql import db_api_hook
-    from airflow_provider_voxsms.ui import queries
+    from airflow_provider_voxsms.ui import failed_rows
     from airflow_provider_voxsms.ui.campaign import OUTCOME_KEYS, CampaignRows, campaign_view
     from airflow_provider_voxsms.ui.tables import OwnedRows, dialect_of
 
@@ -146,8 +146,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             rows = CampaignRows(summary, outcomes, "table", report, statuses, "table")
             view = campaign_view({"task_id": "send"}, rows)
             t1 = time.perf_counter()
-            page = queries.failed_page(
-                outcomes, statuses, queries.FailedFilter(), offset=0, limit=50
+            page = failed_rows.failed_page(
+                outcomes, statuses, failed_rows.FailedFilter(), offset=0, limit=50
             )
         timings.append(t1 - t0)
         first_page.append(time.perf_counter() - t1)

@@ -66,6 +66,7 @@ def voxsms_db(request, monkeypatch, tmp_path) -> str:
             "sms_failed_numbers",
             "sms_delivery_status",
             "voxsms_results_outcomes",
+            "voxsms_campaign_summary",
             *(
                 f"voxsms_send_ledger{s}"
                 for s in ("_leases", "_claims", "_outcomes", "_contacts", "_cap_lock")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from airflow_provider_voxsms.errors import ResultsError
 from airflow_provider_voxsms.sms.delivery import DELIVERY_COLUMNS
+from airflow_provider_voxsms.storage import summary
 from airflow_provider_voxsms.storage.key import TASK_COLUMNS
 from airflow_provider_voxsms.storage.schema import DELIVERY_STATUS
 from airflow_provider_voxsms.storage.sql import (
@@ -70,18 +71,23 @@ class DeliveryStatusTable:
         self._hook = db_api_hook(self.conn_id)
         with transactional(self._hook) as conn:
             DELIVERY_STATUS.ensure(conn, self.table)
-            with closing(conn.cursor()) as cur:
+            summary.ensure(conn)
+            with closing(conn.cursor()) as cur:  # the rows and their counts go together
                 cur.execute(
                     f"DELETE FROM {self.table} WHERE {where(self._hook, TASK_COLUMNS)}",
                     tuple(self.key.values()),
                 )
+                summary.forget(cur, self._hook.placeholder, self.table, self.key)
             conn.commit()
         self._writer.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Commit the rows; after a try without error, store their counts
+        (:mod:`.summary`): a try that failed part-way leaves none."""
         if exc is None:
             self._writer.close()
+            summary.store(self._hook, self.table, self.key, summary.REPORT_KINDS)
         else:
             with suppress(ResultsError):  # the error in flight matters more
                 self._writer.close()
@@ -142,4 +148,8 @@ def log_delivery_status(
         sql_texts(statuses["processing_date"]),
     ]
     key = dict(zip(TASK_COLUMNS, (dag_id, run_id, task_id, int(map_index)), strict=True))
-    return DELIVERY_STATUS.replace(conn_id, table, key, (*DELIVERY_COLUMNS, "checked_at"), columns)
+    hook = db_api_hook(conn_id)
+    summary.forget_now(hook, table, key)  # never counts of rows being replaced
+    rows = DELIVERY_STATUS.replace(conn_id, table, key, (*DELIVERY_COLUMNS, "checked_at"), columns)
+    summary.store(hook, table, key, summary.REPORT_KINDS)
+    return rows

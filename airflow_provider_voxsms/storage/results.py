@@ -23,6 +23,7 @@ import pandas as pd
 
 from airflow_provider_voxsms.errors import ResultsError
 from airflow_provider_voxsms.sms.model import OUTCOME_COLUMNS
+from airflow_provider_voxsms.storage import summary
 from airflow_provider_voxsms.storage.key import CAMPAIGN_COLUMNS, TASK_COLUMNS, CampaignKey
 from airflow_provider_voxsms.storage.schema import RESULTS
 from airflow_provider_voxsms.storage.sql import (
@@ -65,6 +66,11 @@ class ResultsTable:
         )  # fmt: skip
         self._last: Future | None = None
 
+    @property
+    def _owner(self) -> dict:
+        """The campaign's key columns and the run writing its rows."""
+        return dict(zip(_KEY, self.key.values(_KEY), strict=True))
+
     def location(self, outcomes: Sequence[str] | None = None, rows: int | None = None) -> dict:
         """Where this campaign's rows are: connection, table and key (and which
         ``outcomes``, how many ``rows``, when given)."""
@@ -81,18 +87,23 @@ class ResultsTable:
         self._hook = hook
         with transactional(hook) as conn:
             RESULTS.ensure(conn, self.table)
-            with closing(conn.cursor()) as cur:
+            summary.ensure(conn)
+            with closing(conn.cursor()) as cur:  # the rows and their counts go together
                 cur.execute(
                     f"DELETE FROM {self.table} WHERE {where(hook, CAMPAIGN_COLUMNS)}",
                     self.key.values(CAMPAIGN_COLUMNS),
                 )
+                summary.forget(cur, hook.placeholder, self.table, self._owner)
             conn.commit()
         self._writer.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Commit the rows; after a try without error, store their counts
+        (:mod:`.summary`): a try that failed part-way leaves none."""
         if exc is None:
             self._writer.close()
+            summary.store(self._hook, self.table, self._owner, summary.SEND_KINDS)
         else:
             with suppress(ResultsError):  # the error in flight matters more
                 self._writer.close()

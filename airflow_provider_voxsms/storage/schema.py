@@ -11,21 +11,26 @@ upgrade that stopped half-way finishes on the next open.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from typing import Any
 
+from airflow_provider_voxsms.sms.delivery import UNDELIVERED_STATUSES
 from airflow_provider_voxsms.storage.key import CAMPAIGN_COLUMNS, TASK_COLUMNS
 from airflow_provider_voxsms.storage.sql import (
     check_table_name,
     db_api_hook,
     ensure_schema,
+    index_probe,
     transactional,
     utc_now_text,
     where,
 )
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMN_TYPES = {
     "dag_id": "VARCHAR(250) NOT NULL",
@@ -56,6 +61,8 @@ class TableSchema:
     columns: tuple[str, ...]
     indexes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     added: tuple[Added, ...] = ()
+    added_indexes: tuple[str, ...] = ()  # of ``indexes``, made after the table's first version
+    partial: Mapping[str, str] = field(default_factory=dict)  # index name -> its WHERE
 
     def create(self, table: str) -> list[str]:
         """``CREATE TABLE`` and ``CREATE INDEX`` statements, all ``IF NOT EXISTS``."""
@@ -79,6 +86,15 @@ class TableSchema:
                 + [self._index(table, name) for name in added.indexes],
                 probe=f"SELECT {added.column} FROM {table} WHERE 1 = 0",
             )
+        for name in self.added_indexes:
+            try:
+                ensure_schema(
+                    conn,
+                    [self._index(table, name)],
+                    probe=index_probe(conn, table, name, self.partial.get(name)),
+                )
+            except Exception as err:  # an index only speeds reads up: never fail a write for it
+                log.warning("Could not add index %s to %s: %s", name, table, err)
 
     def ensure(self, conn: Any, table: str) -> None:
         """Create the table where absent, and bring an older one up to date."""
@@ -122,7 +138,8 @@ class TableSchema:
 
     def _index(self, table: str, name: str) -> str:
         columns = ", ".join(self.indexes[name])
-        return f"CREATE INDEX IF NOT EXISTS ix_{table}_{name} ON {table} ({columns})"
+        only = f" WHERE {self.partial[name]}" if name in self.partial else ""
+        return f"CREATE INDEX IF NOT EXISTS ix_{table}_{name} ON {table} ({columns}){only}"
 
 
 def ensure_tables(conn: Any, tables: Sequence[tuple[TableSchema, str]]) -> None:
@@ -195,6 +212,9 @@ LEDGER_CAP_LOCK = TableSchema(
 
 # -- one row per input row of a campaign (storage.results) ------------------------------------
 
+# The outcomes whose numbers the campaign page lists as failed (ui.failed_rows.FAILED_STAGES).
+FAILED_OUTCOMES = ("capped", "expired", "failed", "invalid", "not_sent")
+
 RESULTS = TableSchema(
     key=("dag_id", "run_id", "task_id", "map_index", "campaign_id"),
     columns=(
@@ -209,11 +229,19 @@ RESULTS = TableSchema(
         "recorded_at TIMESTAMP NOT NULL",
         "variant VARCHAR(64)",
     ),
-    indexes={"campaign": CAMPAIGN_COLUMNS},
+    # "failed": the campaign page's failed numbers, a page at a time in their order. Partial:
+    # accepted rows (most of them) cost the send no index entry. A query uses it when it
+    # repeats its WHERE word for word (SQLite proves no more).
+    indexes={
+        "campaign": CAMPAIGN_COLUMNS,
+        "failed": (*CAMPAIGN_COLUMNS, "outcome", "destination_number"),
+    },
     added=(
         Added("campaign_id", "VARCHAR(250)", indexes=("campaign",)),
         Added("variant", "VARCHAR(64)"),
     ),
+    added_indexes=("failed",),
+    partial={"failed": f"outcome IN ({', '.join(repr(o) for o in FAILED_OUTCOMES)})"},
 )
 
 # -- rows a user's DAG writes per task instance (storage.failed_numbers, .delivery_status) -----
@@ -243,5 +271,38 @@ DELIVERY_STATUS = TableSchema(
         "processing_date TEXT",
         "checked_at TIMESTAMP NOT NULL",
     ),
-    indexes={"ti": ("dag_id", "run_id", "task_id")},
+    # "undelivered": the campaign page's failed deliveries in their order (partial, as above)
+    indexes={
+        "ti": ("dag_id", "run_id", "task_id"),
+        "undelivered": (*TASK_COLUMNS, "message_id"),
+    },
+    added_indexes=("undelivered",),
+    partial={
+        "undelivered": f"delivery_status IN ({', '.join(repr(s) for s in sorted(UNDELIVERED_STATUSES))})"
+    },
+)
+
+# -- a campaign's counts, stored when its rows are complete (storage.summary) ------------------
+
+# Owned as the rows it counts: a campaign's (campaign_id, and the run that wrote it) or a task
+# instance's (campaign_id ''). ``source`` names the table counted, ``kind`` the grouping; the
+# other columns are the grouping's, NULL where it has no such column.
+SUMMARY = TableSchema(
+    key=RESULTS.key,
+    columns=(
+        "source VARCHAR(64) NOT NULL",
+        "kind VARCHAR(16) NOT NULL",
+        "head VARCHAR(8)",
+        "label VARCHAR(16)",
+        "variant VARCHAR(64)",
+        "error_code BIGINT",
+        "reason TEXT",
+        "minute INTEGER",
+        "n BIGINT NOT NULL",
+        "fragments BIGINT",
+        "cost DOUBLE PRECISION",
+        "costed BIGINT",
+        "written_at TIMESTAMP NOT NULL",
+    ),
+    indexes={"owner": ("dag_id", "task_id", "map_index", "campaign_id", "source")},
 )

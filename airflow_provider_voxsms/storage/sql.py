@@ -103,6 +103,18 @@ def ensure_schema(conn: Any, statements: Sequence[str], *, probe: str) -> None:
                 raise
 
 
+def index_probe(conn: Any, table: str, name: str, partial: str | None = None) -> str:
+    """A query that fails while ``table`` has no index ``ix_<table>_<name>`` (as
+    :class:`~.schema.TableSchema` names them; ``partial``: its ``WHERE``): SQLite refuses an
+    ``INDEXED BY`` it cannot find (or use: hence the partial index's own condition),
+    PostgreSQL a name that is no relation. Neither has a portable way to ask."""
+    index = f"ix_{table}_{name}"
+    check_table_name(table)
+    if isinstance(conn, sqlite3.Connection):
+        return f"SELECT 1 FROM {table} INDEXED BY {index} WHERE ({partial or '1 = 1'}) AND 1 = 0"
+    return f"SELECT CAST('{index}' AS regclass)"
+
+
 def is_unique_violation(error: BaseException) -> bool:
     """True for a DB-API IntegrityError (the class every driver raises for a duplicate key)."""
     return any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__)

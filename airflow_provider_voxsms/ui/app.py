@@ -23,10 +23,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from airflow_provider_voxsms.ui import charts, failed, locate, queries
+from airflow_provider_voxsms.ui import charts, failed, failed_rows, locate
 from airflow_provider_voxsms.ui.campaign import campaign_view
+from airflow_provider_voxsms.ui.failed_rows import FailedFilter
 from airflow_provider_voxsms.ui.locate import TaskKey
-from airflow_provider_voxsms.ui.queries import FailedFilter
 
 log = logging.getLogger(__name__)
 WAIT_FOR_READER_S = 60.0  # a CSV whose reader takes no chunk for this long is abandoned
@@ -194,9 +194,9 @@ def _view(key: TaskKey, stack: ExitStack, task: dict | None = None):
 
 def _failed_page(rows, where: FailedFilter, page: int, full: bool) -> dict:
     page = max(1, page)
-    counts = queries.failed_count(rows.outcomes, rows.statuses, where)
+    counts = failed_rows.failed_count(rows.outcomes, rows.statuses, where)
     total = sum(counts.values())
-    found = queries.failed_page(
+    found = failed_rows.failed_page(
         rows.outcomes,
         rows.statuses,
         where,
@@ -217,7 +217,7 @@ def _failed_page(rows, where: FailedFilter, page: int, full: bool) -> dict:
 def _csv_lines(key: TaskKey, where: FailedFilter, full: bool) -> Iterator[str]:
     with ExitStack() as stack:
         rows = _rows(key, stack)
-        found = queries.failed_blocks(rows.outcomes, rows.statuses, where)
+        found = failed_rows.failed_blocks(rows.outcomes, rows.statuses, where)
         yield from failed.csv_lines(found, full)
 
 

@@ -1,8 +1,8 @@
 """One send task's campaign as the page shows it and the JSON endpoint returns it.
 
-Counts come from the rows (grouped in SQL, :mod:`.queries`), so the page proves what the task's
-return value says: ``identity`` compares the two, and the sum of every outcome with the
-recipients. Rows an XCom never holds (duplicates, suppressed, held out) are taken from the
+Counts come from the rows (grouped in SQL, :mod:`.queries`: stored once when the task
+finished, or counted now), so the page proves what the task's return value says: ``identity``
+compares the two, and the sum of every outcome with the recipients. Rows an XCom never holds (duplicates, suppressed, held out) are taken from the
 return value. Delivered, fragments and cost come from the delivery report's rows when it has any.
 """
 
@@ -56,8 +56,10 @@ class CampaignRows:
 
 
 def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
-    """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md): one
-    scan of the send's rows and two or three of the report's, whatever their number."""
+    """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md): the
+    counts the send and the report stored when they finished (a few dozen rows each), or,
+    without them, one scan of the send's rows and two of the report's; with text variants,
+    a join of the two for delivered per variant."""
     summary = rows.summary or {}
     sent_groups = queries.send_groups(rows.outcomes) if rows.outcomes is not None else None
     status_groups = queries.status_groups(rows.statuses) if rows.statuses is not None else None

@@ -1,40 +1,36 @@
 """What the campaign page counts, as SQL over one owner's rows: the database does the work.
 
 Every function answers with a few dozen rows whatever the campaign's size: counts grouped by
-outcome, reason, country head, variant, status or minute. Nothing here loads a campaign's rows
-into Python, except :func:`failed_page` (one page) and :func:`failed_blocks` (the CSV, a block
-at a time). Outcome rows are a send's (``storage.results``); status rows a delivery report's
+outcome, reason, country head, variant, status or minute. They are read from the counts the
+task stored when it finished (``storage.summary``: the same ``GROUP BY`` s, run once), or, where
+there are none (XCom rows, runs from before, a try that failed), counted over the rows. Nothing
+here loads a campaign's rows into Python (the failed numbers themselves: :mod:`.failed_rows`).
+Outcome rows are a send's (``storage.results``); status rows a delivery report's
 (``storage.delivery_status``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
 
 from airflow_provider_voxsms.sms.delivery import PENDING, UNDELIVERED_STATUSES
 from airflow_provider_voxsms.sms.numbers.plan import calling_codes
+from airflow_provider_voxsms.storage.summary import GROUPINGS
+from airflow_provider_voxsms.ui.failed_rows import FAILED_STAGES
 from airflow_provider_voxsms.ui.tables import OwnedRows
 
-#: A send's outcomes that are failed numbers, and the stage its failed_numbers XCom names.
-FAILED_STAGES = {
-    "invalid": "validation",
-    "failed": "api",
-    "not_sent": "not_sent",
-    "capped": "capped",
-    "expired": "expired",
-}
-DELIVERY_STAGE = "delivery"
-UNDELIVERED = tuple(sorted(UNDELIVERED_STATUSES))
-# The first three digits of a number (a leading "+" skipped): enough to name its calling code,
-# as calling codes are prefix-free and at most three digits long. (No literal "%" in the SQL:
-# psycopg reads it as a parameter mark.)
-_HEAD = (
-    "CASE WHEN SUBSTR(destination_number, 1, 1) = '+' THEN SUBSTR(destination_number, 2, 3) "
-    "ELSE SUBSTR(destination_number, 1, 3) END"
-)
+
+def groups(rows: OwnedRows, kind: str) -> list[tuple]:
+    """The rows counted by one of ``storage.summary.GROUPINGS``: as stored when the task
+    finished, or by one ``GROUP BY`` over the rows."""
+    stored = rows.stored()
+    if stored is not None:
+        return stored[kind]
+    grouping = GROUPINGS[kind]
+    select = grouping.select_list(rows.dialect)
+    return rows.all(rows.select(select, grouping.extra, grouping.group_by(rows.dialect)))
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class SendGroups:
             if outcome != "accepted":
                 pairs[(outcome, code, reason)] = pairs.get((outcome, code, reason), 0) + n
         found: dict[str, list[dict]] = {}
-        for (outcome, code, reason), n in sorted(pairs.items(), key=lambda p: -p[1]):
+        for (outcome, code, reason), n in sorted(pairs.items(), key=_most_first):
             kept = found.setdefault(outcome, [])
             if len(kept) < limit:
                 kept.append({"error_code": code, "reason": reason, "count": n})
@@ -108,25 +104,26 @@ class SendGroups:
         return [found[name] for name in sorted(found)]
 
 
+def _most_first(pair: tuple) -> tuple:
+    """Most frequent first; ties by outcome, code and reason (whatever order rows came in)."""
+    (outcome, code, reason), n = pair
+    return (-n, outcome, code is not None, code or 0, reason is not None, reason or "")
+
+
 def send_groups(outcomes: OwnedRows) -> SendGroups:
-    """One scan of a send's rows, grouped by number head, outcome, variant and reason."""
-    columns = f"{_HEAD}, outcome, variant, error_code, reason"
-    sql = outcomes.select(f"{columns}, COUNT(*)", tail=f"GROUP BY {columns}")
+    """A send's rows grouped by number head, outcome, variant and reason (:func:`groups`)."""
     return SendGroups(
         [
             (head, outcome, variant, None if code is None else int(code), reason, int(n))
-            for head, outcome, variant, code, reason, n in outcomes.all(sql)
+            for head, outcome, variant, code, reason, n in groups(outcomes, "send")
         ]
     )
 
 
 def delivered_by_country(statuses: OwnedRows) -> dict[str, int]:
     """Delivered messages per calling code."""
-    sql = statuses.select(
-        f"{_HEAD}, COUNT(*)", extra="delivery_status = 'DELIVERED'", tail=f"GROUP BY {_HEAD}"
-    )
     delivered: dict[str, int] = {}
-    heads = statuses.all(sql)
+    heads = groups(statuses, "delivered")
     for (_, n), code in zip(heads, _codes([h for h, _ in heads]), strict=True):
         delivered[code] = delivered.get(code, 0) + int(n)
     return delivered
@@ -189,19 +186,8 @@ class StatusGroups:
 
 
 def status_groups(statuses: OwnedRows) -> StatusGroups:
-    """One scan of a report's rows. A message's minutes run from the history's
-    ``processing_date`` to the report's row (``checked_at``)."""
-    if statuses.dialect == "sqlite":
-        minutes = "CAST((julianday(checked_at) - julianday(processing_date)) * 1440 AS INTEGER)"
-    else:
-        minutes = (
-            "CAST(FLOOR(EXTRACT(EPOCH FROM (checked_at - CAST(processing_date AS TIMESTAMP)))"
-            " / 60) AS INTEGER)"
-        )
-    sql = statuses.select(
-        f"delivery_status, {minutes}, COUNT(*), SUM(fragments), SUM(cost), COUNT(cost)",
-        tail=f"GROUP BY delivery_status, {minutes}",
-    )
+    """A report's rows grouped by status and minutes (:func:`groups`). A message's minutes run
+    from the history's ``processing_date`` to the report's row (``checked_at``)."""
     return StatusGroups(
         [
             (
@@ -212,129 +198,9 @@ def status_groups(statuses: OwnedRows) -> StatusGroups:
                 float(cost or 0.0),
                 int(costed or 0),
             )
-            for status, minute, n, fragments, cost, costed in statuses.all(sql)
+            for status, minute, n, fragments, cost, costed in groups(statuses, "status")
         ]
     )
-
-
-@dataclass(frozen=True)
-class FailedFilter:
-    """Which failed numbers: a stage (``validation``, ``api``, ... ``delivery``), an error code
-    or delivery status, and digits the number contains."""
-
-    stage: str | None = None
-    code: str | None = None
-    number: str | None = None
-
-
-def failed_count(
-    outcomes: OwnedRows | None, statuses: OwnedRows | None, where: FailedFilter
-) -> dict[str, int]:
-    """How many failed numbers match, from the send and from the delivery report."""
-    counts = {"send": 0, "delivery": 0}
-    if outcomes is not None and (sql := _send_failed(outcomes, where, "COUNT(*)")):
-        counts["send"] = int(outcomes.all(*sql)[0][0])
-    if statuses is not None and (sql := _delivery_failed(statuses, where, "COUNT(*)")):
-        counts["delivery"] = int(statuses.all(*sql)[0][0])
-    return counts
-
-
-def failed_page(
-    outcomes: OwnedRows | None,
-    statuses: OwnedRows | None,
-    where: FailedFilter,
-    *,
-    offset: int,
-    limit: int,
-    counts: dict[str, int] | None = None,
-) -> list[dict]:
-    """One page of failed numbers: the send's first (by outcome and number), then the
-    delivery report's. Rows: stage, destination_number, input_number, error_code,
-    description. ``counts``: :func:`failed_count`'s answer, when the caller has it."""
-    counts = counts or failed_count(outcomes, statuses, where)
-    rows: list[tuple] = []
-    if offset < counts["send"] and (found := _send_failed(outcomes, where, _SEND_COLUMNS)):
-        sql, params = found
-        page = f" ORDER BY outcome, destination_number LIMIT {int(limit)} OFFSET {int(offset)}"
-        rows += outcomes.all(sql + page, params)
-    left = limit - len(rows)
-    if left > 0 and counts["delivery"]:
-        skip = max(0, offset - counts["send"])
-        sql, params = _delivery_failed(statuses, where, _DELIVERY_COLUMNS)
-        page = f" ORDER BY message_id LIMIT {int(left)} OFFSET {skip}"
-        rows += statuses.all(sql + page, params)
-    return [_failed_row(row) for row in rows]
-
-
-def failed_blocks(
-    outcomes: OwnedRows | None, statuses: OwnedRows | None, where: FailedFilter
-) -> Iterator[dict]:
-    """Every failed number that matches, in :func:`failed_page`'s order, a block at a time."""
-    if outcomes is not None and (sql := _send_failed(outcomes, where, _SEND_COLUMNS)):
-        for block in outcomes.blocks(sql[0] + " ORDER BY outcome, destination_number", sql[1]):
-            yield from map(_failed_row, block)
-    if statuses is not None and (sql := _delivery_failed(statuses, where, _DELIVERY_COLUMNS)):
-        for block in statuses.blocks(sql[0] + " ORDER BY message_id", sql[1]):
-            yield from map(_failed_row, block)
-
-
-_SEND_COLUMNS = (
-    "CASE outcome "
-    + " ".join(f"WHEN '{o}' THEN '{s}'" for o, s in FAILED_STAGES.items())
-    + " END, destination_number, input_number, error_code, reason"
-)
-_DELIVERY_COLUMNS = (
-    f"'{DELIVERY_STAGE}', destination_number, destination_number, NULL, "
-    "CASE WHEN error_message IS NULL OR error_message = '' THEN delivery_status "
-    "ELSE delivery_status || ': ' || error_message END"
-)
-
-
-def _send_failed(rows: OwnedRows, where: FailedFilter, columns: str) -> tuple[str, list] | None:
-    """The send's failed rows that match, or None when the filter rules them all out."""
-    outcomes = list(FAILED_STAGES)
-    if where.stage is not None:
-        outcomes = [o for o, s in FAILED_STAGES.items() if s == where.stage]
-        if not outcomes:
-            return None
-    conditions, params = [f"outcome IN ({rows.marks(len(outcomes))})"], list(outcomes)
-    if where.code:
-        if not where.code.isdigit():
-            return None
-        conditions.append(f"error_code = {rows.placeholder}")
-        params.append(int(where.code))
-    if where.number:
-        conditions.append(
-            f"(destination_number LIKE {rows.placeholder} OR input_number LIKE {rows.placeholder})"
-        )
-        params += [f"%{where.number}%"] * 2
-    return rows.select(columns, extra=" AND ".join(conditions)), params
-
-
-def _delivery_failed(rows: OwnedRows, where: FailedFilter, columns: str) -> tuple[str, list] | None:
-    if where.stage not in (None, DELIVERY_STAGE):
-        return None
-    statuses = list(UNDELIVERED)
-    if where.code:
-        statuses = [s for s in statuses if s == where.code.upper()]
-        if not statuses:
-            return None
-    conditions, params = [f"delivery_status IN ({rows.marks(len(statuses))})"], list(statuses)
-    if where.number:
-        conditions.append(f"destination_number LIKE {rows.placeholder}")
-        params.append(f"%{where.number}%")
-    return rows.select(columns, extra=" AND ".join(conditions)), params
-
-
-def _failed_row(row: tuple) -> dict:
-    stage, number, written, code, description = row
-    return {
-        "stage": stage,
-        "destination_number": number,
-        "input_number": written,
-        "error_code": None if code is None else int(code),
-        "description": description,
-    }
 
 
 def _codes(heads: list) -> list[str]:

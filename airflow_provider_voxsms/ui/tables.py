@@ -13,6 +13,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_voxsms.storage import summary
 from airflow_provider_voxsms.storage.sql import check_table_name
 
 
@@ -23,6 +24,9 @@ class OwnedRows:
     :param conn: an open DB-API connection (closed by whoever opened it).
     :param placeholder: the driver's parameter mark (``?`` for sqlite3, ``%s`` for psycopg2).
     :param dialect: ``"sqlite"`` or ``"postgresql"``: where SQL differs (time arithmetic).
+    :param use_summary: read the counts the task stored when it finished
+        (:mod:`~airflow_provider_voxsms.storage.summary`), where there are any; False counts
+        the rows themselves (what the page does without a summary).
     """
 
     conn: Any
@@ -30,9 +34,21 @@ class OwnedRows:
     dialect: str
     table: str
     key: Mapping[str, Any]
+    use_summary: bool = True
 
     def __post_init__(self) -> None:
         check_table_name(self.table)
+        self._stored: dict | bool | None = False  # False: not read yet
+
+    def stored(self) -> dict[str, list[tuple]] | None:
+        """The counts stored for these rows (kind -> groups), or None: read once."""
+        if self._stored is False:
+            self._stored = (
+                summary.read(self.conn, self.placeholder, self.table, self.key)
+                if self.use_summary
+                else None
+            )
+        return self._stored
 
     def where(self, extra: str = "") -> str:
         """``WHERE`` the owner's key (and ``extra``, a condition with its own marks)."""

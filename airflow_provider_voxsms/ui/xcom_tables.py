@@ -14,7 +14,7 @@ import sqlite3
 
 import pandas as pd
 
-from airflow_provider_voxsms.ui.queries import FAILED_STAGES
+from airflow_provider_voxsms.ui.failed_rows import FAILED_STAGES
 from airflow_provider_voxsms.ui.tables import OwnedRows
 
 OWNER = {"owner": "xcom"}

@@ -5,6 +5,7 @@ the tables the tasks wrote (or their XComs). Its counts must equal the tasks' re
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -13,10 +14,10 @@ from dag_runs import xcom
 
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 from airflow_provider_voxsms.operators.delivery_report import A2PSmsDeliveryReportOperator
-from airflow_provider_voxsms.ui import locate, queries
+from airflow_provider_voxsms.ui import failed_rows, locate
 from airflow_provider_voxsms.ui.campaign import OUTCOME_KEYS, campaign_view
+from airflow_provider_voxsms.ui.failed_rows import FailedFilter
 from airflow_provider_voxsms.ui.locate import TaskKey
-from airflow_provider_voxsms.ui.queries import FailedFilter
 
 UK = [f"447700900{i:03d}" for i in range(300)]
 FRANCE = [f"3361234{i:04d}" for i in range(60)]
@@ -56,7 +57,9 @@ def campaign_dag(dag_id: str, path: str, conn_id: str, *, tables: bool) -> DAG:
     return dag
 
 
-def read_view(ti) -> tuple[dict, dict]:
+def read_view(ti, use_summary: bool = True) -> tuple[dict, dict]:
+    """The JSON and the failed numbers, from the counts the tasks stored (where they did) or,
+    without ``use_summary``, counted over their rows."""
     from airflow.utils.session import create_session
 
     key = TaskKey(ti.dag_id, ti.run_id, "send")
@@ -64,13 +67,20 @@ def read_view(ti) -> tuple[dict, dict]:
         task = locate.task_instance(session, key)
         report = locate.report_task(session, key)
         rows = locate.campaign_rows(session, key, report, stack)
+        rows.outcomes = replace(rows.outcomes, use_summary=use_summary)
+        rows.statuses = replace(rows.statuses, use_summary=use_summary)
         view = campaign_view(task, rows)
-        counts = queries.failed_count(rows.outcomes, rows.statuses, FailedFilter())
-        listed = list(queries.failed_blocks(rows.outcomes, rows.statuses, FailedFilter()))
-        api = queries.failed_page(
+        counts = failed_rows.failed_count(rows.outcomes, rows.statuses, FailedFilter())
+        listed = list(failed_rows.failed_blocks(rows.outcomes, rows.statuses, FailedFilter()))
+        api = failed_rows.failed_page(
             rows.outcomes, rows.statuses, FailedFilter(stage="api"), offset=0, limit=50
         )
-    return view, {"counts": counts, "listed": listed, "api": api}
+        pages = [
+            failed_rows.failed_page(rows.outcomes, rows.statuses, where, offset=0, limit=50)
+            for where in (FailedFilter(), FailedFilter(stage="delivery"), FailedFilter(code="509"))
+        ]
+        stored = (rows.outcomes.stored() is not None, rows.statuses.stored() is not None)
+    return view, {"counts": counts, "listed": listed, "api": api, "pages": pages, "stored": stored}
 
 
 @pytest.mark.parametrize("tables", [True, False], ids=["tables", "xcom"])
@@ -134,6 +144,16 @@ def test_the_campaign_json_equals_the_tasks_return_values(
     assert len(failed["listed"]) == send_failed + undelivered
     assert {r["destination_number"] for r in failed["api"]} == BLOCKED
 
+    # The counts the send and the report stored when they finished (tables only) give the
+    # same answer as counting their rows.
+    assert failed["stored"] == (tables, tables)
+    scanned_view, scanned = read_view(tis["send"], use_summary=False)
+    assert scanned["stored"] == (False, False)
+    assert scanned_view == view
+    assert {k: v for k, v in scanned.items() if k != "stored"} == {
+        k: v for k, v in failed.items() if k != "stored"
+    }
+
 
 def test_each_shard_of_a_mapped_task_group_has_its_own_campaign(
     voximplant_conn, voxsms_db, run_dag, tmp_path
@@ -194,3 +214,5 @@ def test_each_shard_of_a_mapped_task_group_has_its_own_campaign(
         assert view["outcomes"] == {k: summary[k] for k in OUTCOME_KEYS}
         assert view["delivery"]["statuses"]["DELIVERED"] == report["delivered"]
         assert view["delivery"]["messages"] == report["messages"] == size
+        assert rows.outcomes.stored()["rows"] == [(size,)]
+        assert rows.statuses.stored()["rows"] == [(size,)]

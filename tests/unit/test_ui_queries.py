@@ -11,8 +11,8 @@ import sqlite3
 import pytest
 
 from airflow_provider_voxsms.storage.schema import DELIVERY_STATUS, RESULTS
-from airflow_provider_voxsms.ui import failed, queries
-from airflow_provider_voxsms.ui.queries import FailedFilter
+from airflow_provider_voxsms.ui import failed, failed_rows, queries
+from airflow_provider_voxsms.ui.failed_rows import FailedFilter
 from airflow_provider_voxsms.ui.tables import OwnedRows
 
 CAMPAIGN = {"dag_id": "d", "task_id": "send", "map_index": -1, "campaign_id": "c1"}
@@ -119,13 +119,18 @@ def test_statuses_and_the_share_final_by_minute(rows):
 
 def test_failed_numbers_page_across_the_send_and_the_report_in_one_order(rows):
     outcomes, statuses = rows
-    everything = list(queries.failed_blocks(outcomes, statuses, FailedFilter()))
+    everything = list(failed_rows.failed_blocks(outcomes, statuses, FailedFilter()))
     assert [r["stage"] for r in everything] == ["api", "api", "validation", "not_sent", "delivery"]
-    assert queries.failed_count(outcomes, statuses, FailedFilter()) == {"send": 4, "delivery": 1}
+    assert failed_rows.failed_count(outcomes, statuses, FailedFilter()) == {
+        "send": 4,
+        "delivery": 1,
+    }
     paged = [
         row
         for offset in range(0, 5, 2)
-        for row in queries.failed_page(outcomes, statuses, FailedFilter(), offset=offset, limit=2)
+        for row in failed_rows.failed_page(
+            outcomes, statuses, FailedFilter(), offset=offset, limit=2
+        )
     ]
     assert paged == everything
     assert everything[-1] == {
@@ -149,13 +154,13 @@ def test_failed_numbers_page_across_the_send_and_the_report_in_one_order(rows):
     ],
 )
 def test_failed_numbers_filter_by_stage_code_and_digits(rows, where, numbers):
-    found = list(queries.failed_blocks(*rows, where))
+    found = list(failed_rows.failed_blocks(*rows, where))
     assert {r["destination_number"] for r in found} == numbers
-    assert sum(queries.failed_count(*rows, where).values()) == len(found)
+    assert sum(failed_rows.failed_count(*rows, where).values()) == len(found)
 
 
 def test_numbers_are_masked_unless_asked_in_the_page_and_the_csv(rows):
-    found = list(queries.failed_blocks(*rows, FailedFilter()))
+    found = list(failed_rows.failed_blocks(*rows, FailedFilter()))
     masked = [failed.shown(r, full=False) for r in found]
     assert masked[0]["destination_number"] == "+33 ******* 78"
     assert masked[-1]["input_number"] == "+44 ******** 02"  # a delivery row: the number sent to
@@ -164,3 +169,19 @@ def test_numbers_are_masked_unless_asked_in_the_page_and_the_csv(rows):
     table = list(csv.DictReader(io.StringIO(lines)))
     assert len(table) == len(found) and "447700900004" not in lines
     assert table[0]["destination_number"] == "+33 ******* 78"
+
+
+def test_reasons_are_in_one_order_whatever_order_the_groups_come_in():
+    """Stored counts and a scan return their groups in different orders: reasons of equal
+    counts are ordered by code and reason, so both give the page the same list."""
+    groups = [
+        ("447", "failed", None, 510, "blocked", 2),
+        ("447", "failed", None, 509, "disabled", 2),
+        (None, "invalid", None, None, "empty", 1),
+        ("336", "invalid", None, None, "too short", 1),
+        ("447", "failed", None, None, None, 2),
+    ]
+    expected = queries.SendGroups(groups).reasons()
+    assert queries.SendGroups(groups[::-1]).reasons() == expected
+    assert [r["error_code"] for r in expected["failed"]] == [None, 509, 510]
+    assert [r["reason"] for r in expected["invalid"]] == ["empty", "too short"]
