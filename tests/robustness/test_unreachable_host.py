@@ -2,8 +2,9 @@
 
 Real sockets on 127.0.0.1: a port nobody listens on (connections refused) and a listener that
 accepts connections and never answers (over http the request is sent and the answer never
-comes; over https the TLS handshake never completes). The hooks run with their defaults
-(``first_contact_s=15``); the elapsed-time bound is a generous guard, not a measurement.
+comes; over https the TLS handshake never completes). The operator runs with the hook's default
+(``first_contact_s=15``), the hook's own tests with a bound of 3 s (the same code, sooner); the
+elapsed-time bounds are generous guards, not measurements.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook, Voximp
 from airflow_provider_voxsms.operators.a2p_sms import A2PSendSmsOperator
 
 GUARD_S = 60.0  # before the bound, a closed port took ~55 s and a silent host many minutes
+BOUND_S = 3.0  # first_contact_s of the hooks the tests make themselves
 NUMBERS = [f"4474433322{i:02d}" for i in range(10, 60)]
 
 
@@ -87,7 +89,7 @@ def test_the_hook_fails_within_its_bound(
 ):
     caplog.set_level(logging.WARNING)
     use_host(monkeypatch, credentials_json, unreachable)
-    hook = VoximplantHook()
+    hook = VoximplantHook(first_contact_s=BOUND_S)
     started = time.monotonic()
     with pytest.raises(VoximplantTransportError) as info:
         hook.a2p_send_sms("VoxDemo", NUMBERS[:2], "hi")
@@ -107,27 +109,27 @@ def test_a_tls_handshake_that_never_completes(monkeypatch, credentials_json, sil
     host = f"https://127.0.0.1:{silent_port}/platform_api"
     use_host(monkeypatch, credentials_json, host)
     started = time.monotonic()
-    ok, message = VoximplantHook().test_connection()
+    ok, message = VoximplantHook(first_contact_s=BOUND_S).test_connection()
     assert time.monotonic() - started < GUARD_S
     assert ok is False and host in message and "check the connection's Host" in message
 
 
 @pytest.mark.parametrize("port", ["closed", "silent"])
 def test_concurrent_async_calls_fail_once(monkeypatch, credentials_json, port, request):
-    """Eight calls at once: one tries (for first_contact_s, here 3 s), the others wait for it
+    """Eight calls at once: one tries (for first_contact_s), the others wait for it
     and fail with its error without a request of their own."""
     host = f"http://127.0.0.1:{request.getfixturevalue(f'{port}_port')}/platform_api"
     use_host(monkeypatch, credentials_json, host)
 
     async def calls() -> list[BaseException]:
-        async with VoximplantAsyncHook(first_contact_s=3) as hook:
+        async with VoximplantAsyncHook(first_contact_s=BOUND_S) as hook:
             return await asyncio.gather(
                 *(hook.a2p_get_sms_history(count=1) for _ in range(8)), return_exceptions=True
             )
 
     started = time.monotonic()
     errors = asyncio.run(calls())
-    assert time.monotonic() - started < 3 + 10  # one bound, not eight
+    assert time.monotonic() - started < BOUND_S + 10  # one bound, not eight
     assert all(isinstance(error, VoximplantTransportError) for error in errors), errors
     for error in errors:
         assert_one_clear_error(error, host)
