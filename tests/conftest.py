@@ -102,10 +102,18 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and call.excinfo is not None:
         leaves = _innermost(call.excinfo.value)
-        _ROOT_CAUSES[item.nodeid] = [
+        causes = [
             f"{type(leaf).__name__}: {' '.join(str(leaf).split())[:600]}" for leaf in leaves[:3]
         ]
+        # user_properties travel with the report from an xdist worker to the controller.
+        report.user_properties = [*report.user_properties, ("innermost_errors", causes)]
     return report
+
+
+def pytest_runtest_logreport(report):
+    for name, causes in report.user_properties:
+        if name == "innermost_errors":
+            _ROOT_CAUSES[report.nodeid] = causes
 
 
 def pytest_terminal_summary(terminalreporter):
