@@ -41,20 +41,30 @@ HEAD = (
     "CASE WHEN SUBSTR(destination_number, 1, 1) = '+' THEN SUBSTR(destination_number, 2, 3) "
     "ELSE SUBSTR(destination_number, 1, 3) END"
 )
-# Whole minutes from the history's processing_date to the report's row (checked_at).
-MINUTES = {
-    "sqlite": "CAST((julianday(checked_at) - julianday(processing_date)) * 1440 AS INTEGER)",
-    "postgresql": (
-        "CAST(FLOOR(EXTRACT(EPOCH FROM (checked_at - CAST(processing_date AS TIMESTAMP)))"
-        " / 60) AS INTEGER)"
-    ),
+# Where the SQL differs: whole minutes from the history's processing_date to the report's row
+# (checked_at), and the sum of the costs. PostgreSQL sums a large table's floats in parallel
+# workers, in an order that changes from one query to the next (4M rows: the last digits of
+# the total did); as NUMERIC the sum is exact, so every count of the same rows agrees.
+DIALECT_SQL = {
+    "sqlite": {
+        "minutes": "CAST((julianday(checked_at) - julianday(processing_date)) * 1440 AS INTEGER)",
+        "cost": "SUM(cost)",
+    },
+    "postgresql": {
+        "minutes": (
+            "CAST(FLOOR(EXTRACT(EPOCH FROM (checked_at - CAST(processing_date AS TIMESTAMP)))"
+            " / 60) AS INTEGER)"
+        ),
+        "cost": "SUM(CAST(cost AS NUMERIC))",
+    },
 }
 
 
 @dataclass(frozen=True)
 class Grouping:
     """One ``GROUP BY`` the page runs: ``columns`` (the summary's names) computed by
-    ``exprs``, grouped by the first ``keys`` of them, over the rows matching ``extra``."""
+    ``exprs`` (``{name}``: the dialect's :data:`DIALECT_SQL`), grouped by the first ``keys``
+    of them, over the rows matching ``extra``."""
 
     columns: tuple[str, ...]
     exprs: tuple[str, ...]
@@ -62,11 +72,14 @@ class Grouping:
     extra: str = ""
 
     def select_list(self, dialect: str) -> str:
-        return ", ".join(e.replace("{minutes}", MINUTES[dialect]) for e in self.exprs)
+        return ", ".join(self._sql(dialect))
 
     def group_by(self, dialect: str) -> str:
-        exprs = [e.replace("{minutes}", MINUTES[dialect]) for e in self.exprs[: self.keys]]
+        exprs = self._sql(dialect)[: self.keys]
         return f"GROUP BY {', '.join(exprs)}" if exprs else ""
+
+    def _sql(self, dialect: str) -> list[str]:
+        return [e.format(**DIALECT_SQL[dialect]) if "{" in e else e for e in self.exprs]
 
 
 GROUPINGS = {
@@ -78,7 +91,7 @@ GROUPINGS = {
     ),
     "status": Grouping(
         ("label", "minute", "n", "fragments", "cost", "costed"),
-        ("delivery_status", "{minutes}", "COUNT(*)", "SUM(fragments)", "SUM(cost)", "COUNT(cost)"),
+        ("delivery_status", "{minutes}", "COUNT(*)", "SUM(fragments)", "{cost}", "COUNT(cost)"),
         2,
     ),
     "delivered": Grouping(

@@ -11,6 +11,7 @@ Outcome rows are a send's (``storage.results``); status rows a delivery report's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -163,7 +164,8 @@ class StatusGroups:
         return {
             "statuses": statuses,
             "fragments": sum(g[3] for g in self.groups),
-            "cost": round(sum(g[4] for g in self.groups), 6) if costed else None,
+            # fsum: exact, so the same whatever order the groups came in
+            "cost": round(math.fsum(g[4] for g in self.groups), 6) if costed else None,
         }
 
     def undelivered(self) -> int:

@@ -185,3 +185,10 @@ def test_reasons_are_in_one_order_whatever_order_the_groups_come_in():
     assert queries.SendGroups(groups[::-1]).reasons() == expected
     assert [r["error_code"] for r in expected["failed"]] == [None, 509, 510]
     assert [r["reason"] for r in expected["invalid"]] == ["empty", "too short"]
+
+
+def test_the_cost_is_the_same_whatever_order_the_groups_come_in():
+    """Floats summed in another order give another total; the page's is exact (fsum)."""
+    groups = [("DELIVERED", m, 1, 1, cost, 1) for m, cost in enumerate([0.1, 1e16, 0.3, -1e16])]
+    totals = {queries.StatusGroups(order).counts()["cost"] for order in (groups, groups[::-1])}
+    assert totals == {0.4}
