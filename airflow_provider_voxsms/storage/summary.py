@@ -2,10 +2,11 @@
 
 The page counts a send's rows by number head, outcome, variant, code and reason, and a delivery
 report's by status and minutes, and delivered by number head (:data:`GROUPINGS`). Over the
-rows themselves that is a scan that grows with the campaign (15 s at 4M rows). So the send
+rows themselves that is a scan that grows with the campaign (9-19 s at 4M rows). So the send
 (``results.ResultsTable``) and the report (``delivery_status.DeliveryStatusTable``) run those
 same ``GROUP BY`` s once, as ``INSERT ... SELECT``, into ``voxsms_campaign_summary`` on the
-rows' own connection when they finish, and the page reads a few dozen rows instead.
+rows' own connection when they finish, and the page reads those instead (a few dozen rows for
+a campaign to one country; at most a few thousand, whatever the campaign's size).
 
 A summary exists only for rows that are complete: a try forgets its owner's summary in the
 transaction that deletes its earlier rows (:func:`forget`), and writes the new one (in one
