@@ -161,6 +161,7 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         self.report_conn_id = report_conn_id
         self.report_table = report_table
         self._messages_from_results = False
+        self._results: list[dict] = []  # the results locations followed, when any
         self.fail_on_undelivered_ratio = fail_on_undelivered_ratio
         self.max_concurrency = max_concurrency
         self.hook_params = hook_params or {}
@@ -237,11 +238,12 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         if self.send_task_id is not None:
             messages = context["ti"].xcom_pull(task_ids=self.send_task_id, key="accepted_numbers")
         self._messages_from_results = _has_location(messages)
+        self._results = _results_locations(messages) if self._messages_from_results else []
         # For OpenLineage: the results tables read (here, where the XCom is at hand).
         self._results_read = lineage.results_read(messages) if self._messages_from_results else ()
         try:
             if self._messages_from_results:
-                return Followed.from_blocks(_accepted_blocks(messages))
+                return Followed.from_blocks(_accepted_blocks(self._results))
             return Followed.from_messages(messages)
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: {err}") from err
@@ -258,8 +260,10 @@ class A2PSmsDeliveryReportOperator(BaseOperator):
         # A send that kept its rows out of XCom: so does its report (the rows are in the table;
         # the XComs say where, and how many).
         rows_in_xcom = not (in_table and self._messages_from_results)
+        # Results on the report's connection: the table stores delivered per variant too.
+        joinable = [r for r in self._results if r.get("conn_id") == self.report_conn_id]
         table = (
-            DeliveryStatusTable(self.report_conn_id, key, self.report_table)
+            DeliveryStatusTable(self.report_conn_id, key, self.report_table, results=joinable)
             if in_table
             else nullcontext()
         )
@@ -326,15 +330,18 @@ def _map_index(ti) -> int:
     return getattr(ti, "map_index", -1)
 
 
-def _accepted_blocks(messages: Any):
-    """The accepted rows (message id, number) of every results location in ``messages`` (a
-    send's summary or ``accepted_numbers`` XCom, or a list of them), a block at a time."""
-    locations = [messages] if is_location(messages) else [m for m in messages if is_location(m)]
+def _results_locations(messages: Any) -> list[dict]:
+    """Every results location in ``messages`` (a send's summary or ``accepted_numbers`` XCom,
+    or a list of them): where each send's rows are."""
+    found = [messages] if is_location(messages) else [m for m in messages if is_location(m)]
+    return [dict(location.get("results", location)) for location in found]
+
+
+def _accepted_blocks(locations: list[dict]):
+    """The accepted rows (message id, number) of the results ``locations``, a block at a
+    time."""
     return itertools.chain.from_iterable(
-        outcome_blocks(
-            {**location.get("results", location), "outcomes": ["accepted"]},
-            ["message_id", "destination_number"],
-        )
+        outcome_blocks({**location, "outcomes": ["accepted"]}, ["message_id", "destination_number"])
         for location in locations
     )
 

@@ -10,7 +10,7 @@ time from a thread), so a report on a million messages never holds their rows;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import closing, suppress
 from typing import Any
@@ -49,15 +49,23 @@ class DeliveryStatusTable:
     :param conn_id: Airflow connection whose hook is a common-sql ``DbApiHook``.
     :param key: the task instance: ``dag_id``, ``run_id``, ``task_id``, ``map_index``.
     :param table: plain identifier (letters, digits, underscore; at most 48 characters).
+    :param results: the send results locations (``ResultsTable.location``) whose accepted
+        rows were followed, on this same connection: their delivered per text variant is
+        stored with the counts (the campaign page's one join of the two tables).
     """
 
     def __init__(
-        self, conn_id: str, key: Mapping[str, Any], table: str = "sms_delivery_status"
+        self,
+        conn_id: str,
+        key: Mapping[str, Any],
+        table: str = "sms_delivery_status",
+        results: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         check_table_name(table)
         if tuple(key) != TASK_COLUMNS:
             raise ValueError(f"the key must give {TASK_COLUMNS}, got {tuple(key)}")
         self.conn_id, self.table, self.key = conn_id, table, dict(key)
+        self.results = [dict(location) for location in results]
         self.rows = 0
         self._writer = GroupedWriter(
             conn_id,
@@ -87,7 +95,9 @@ class DeliveryStatusTable:
         (:mod:`.summary`): a try that failed part-way leaves none."""
         if exc is None:
             self._writer.close()
-            summary.store(self._hook, self.table, self.key, summary.REPORT_KINDS)
+            summary.store(
+                self._hook, self.table, self.key, summary.REPORT_KINDS, joined=self.results
+            )
         else:
             with suppress(ResultsError):  # the error in flight matters more
                 self._writer.close()

@@ -94,6 +94,8 @@ class ResultsTable:
                     self.key.values(CAMPAIGN_COLUMNS),
                 )
                 summary.forget(cur, hook.placeholder, self.table, self._owner)
+                # reports' delivered per variant joined these rows: of rows no longer there
+                summary.forget_joined(cur, hook.placeholder, self.table, self._owner)
             conn.commit()
         self._writer.start()
         return self

@@ -303,6 +303,8 @@ SUMMARY = TableSchema(
         "cost DOUBLE PRECISION",
         "costed BIGINT",
         "written_at TIMESTAMP NOT NULL",
+        "joined TEXT",
     ),
     indexes={"owner": ("dag_id", "task_id", "map_index", "campaign_id", "source")},
+    added=(Added("joined", "TEXT"),),  # the results rows a report's count joined
 )

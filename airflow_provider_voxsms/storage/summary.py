@@ -14,10 +14,19 @@ transaction, after every row is committed) only when it leaves without an error
 (:func:`store`). A try that fails part-way leaves none, nor do runs from before this table:
 the page then scans the rows as before. A ``rows`` marker (the rows counted) tells a summary
 of no rows from no summary.
+
+One count needs both tables: delivered per text variant (the variant is on the send's row, the
+status on the report's). A report that followed a send's results table on its own connection
+joins the two on the message id when it stores its counts, if the send had variants
+(:data:`VARIANTS`, owned by the report, each row naming the results rows it joined:
+:func:`joined_tag`). A send that rewrites its rows forgets those counts
+(:func:`forget_joined`), so a stored join is always of the rows in place; without one the
+page joins the tables itself.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -101,6 +110,14 @@ GROUPINGS = {
 }
 SEND_KINDS = ("rows", "send")
 REPORT_KINDS = ("rows", "status", "delivered")
+# Delivered per variant, from the join of a report's rows with a send's (:func:`store`'s
+# ``joined``): per results location, a marker row (variant NULL, n 0: "joined, whatever it
+# found") and one row per variant with a delivered message.
+VARIANTS = "variants"
+STORED_COLUMNS = {
+    **{kind: grouping.columns for kind, grouping in GROUPINGS.items()},
+    VARIANTS: ("joined", "variant", "n"),
+}
 
 
 def dialect(conn: Any) -> str:
@@ -140,6 +157,21 @@ def ensure(conn: Any) -> None:
     SUMMARY.ensure(conn, SUMMARY_TABLE)
 
 
+def joined_tag(table: str, key: Mapping[str, Any]) -> str:
+    """The results rows a report joined, as the summary's ``joined`` text: their table and
+    owner (:func:`rows_key` of a results location, or of the page's rows of it)."""
+    return json.dumps({"table": table, **rows_key(key)}, sort_keys=True, separators=(",", ":"))
+
+
+def forget_joined(cur: Any, placeholder: str, table: str, key: Mapping[str, Any]) -> None:
+    """Delete every report's :data:`VARIANTS` joined with ``table``'s rows owned by ``key`` (in
+    the transaction that deletes those rows: a join of rows no longer there is no count)."""
+    cur.execute(
+        f"DELETE FROM {SUMMARY_TABLE} WHERE kind = {placeholder} AND joined = {placeholder}",
+        (VARIANTS, joined_tag(table, key)),
+    )
+
+
 def forget_now(hook: Any, source: str, key: Mapping[str, Any]) -> None:
     """:func:`forget` in a transaction of its own, before rows are replaced elsewhere."""
     with transactional(hook) as conn:
@@ -149,11 +181,19 @@ def forget_now(hook: Any, source: str, key: Mapping[str, Any]) -> None:
         conn.commit()
 
 
-def store(hook: Any, source: str, key: Mapping[str, Any], kinds: Sequence[str]) -> bool:
+def store(
+    hook: Any,
+    source: str,
+    key: Mapping[str, Any],
+    kinds: Sequence[str],
+    joined: Sequence[Mapping[str, Any]] = (),
+) -> bool:
     """Replace the summary of ``source``'s rows owned by ``key`` (a campaign's key with the
     ``run_id`` that wrote them, or a task instance's) with ``kinds`` of
-    :data:`GROUPINGS`, counted by the database, in one transaction. Returns whether it was
-    written: a failure is logged, not raised (the rows are written; the page scans them)."""
+    :data:`GROUPINGS`, counted by the database, in one transaction; and, for a report's rows,
+    with :data:`VARIANTS` of their join with each results location in ``joined`` (tables on
+    this connection). Returns whether it was written: a failure is logged, not raised (the
+    rows are written; the page scans them)."""
     check_table_name(source)
     try:
         with transactional(hook) as conn:
@@ -162,6 +202,8 @@ def store(hook: Any, source: str, key: Mapping[str, Any], kinds: Sequence[str]) 
                 forget(cur, hook.placeholder, source, key)
                 for kind in kinds:
                     cur.execute(*_insert(hook.placeholder, dialect(conn), source, key, kind))
+                for location in joined:
+                    _store_variants(cur, hook.placeholder, source, key, location)
             conn.commit()
         return True
     except Exception as err:
@@ -192,6 +234,43 @@ def _insert(mark: str, dialect_: str, source: str, key: Mapping[str, Any], kind:
     return sql.strip(), params
 
 
+def _store_variants(cur: Any, mark: str, source: str, key: Mapping[str, Any], location: Mapping):
+    """Insert the :data:`VARIANTS` of ``source``'s rows joined with ``location``'s, when the
+    send had text variants (its own stored counts name one): a campaign without them costs
+    the report no join (and, without the send's counts, the page joins as before)."""
+    match = _matching(location)
+    conditions = " AND ".join(f"{c} = {mark}" for c in (*match, "source", "kind"))
+    cur.execute(
+        f"SELECT 1 FROM {SUMMARY_TABLE} WHERE {conditions} AND variant IS NOT NULL LIMIT 1",
+        (*match.values(), location["table"], "send"),
+    )
+    if cur.fetchone() is not None:
+        for statement in _variants_inserts(mark, source, key, location):
+            cur.execute(*statement)
+
+
+def _variants_inserts(mark: str, source: str, key: Mapping[str, Any], location: Mapping):
+    """The :data:`VARIANTS` of ``source``'s rows owned by ``key`` (a report's) joined with the
+    accepted rows of a send's results ``location`` on the message id (the join the page ran):
+    its marker row and ``INSERT ... SELECT``, with their parameters."""
+    table, results, report = location["table"], rows_key(location), rows_key(key)
+    check_table_name(table)
+    names = ", ".join((*OWNER_COLUMNS, "source", "kind", "joined", "variant", "n", "written_at"))
+    consts = ", ".join([mark] * (len(OWNER_COLUMNS) + 3))
+    head = (*owner_of(key).values(), source, VARIANTS, joined_tag(table, location))
+    marker = f"INSERT INTO {SUMMARY_TABLE} ({names}) VALUES ({consts}, NULL, 0, CURRENT_TIMESTAMP)"
+    on_send = " AND ".join(f"o.{column} = {mark}" for column in results)
+    on_report = " AND ".join(f"s.{column} = {mark}" for column in report)
+    join = (
+        f"INSERT INTO {SUMMARY_TABLE} ({names}) "
+        f"SELECT {consts}, o.variant, COUNT(*), CURRENT_TIMESTAMP "
+        f"FROM {table} o JOIN {source} s ON s.message_id = o.message_id "
+        f"WHERE {on_send} AND o.variant IS NOT NULL AND o.outcome = 'accepted' "
+        f"AND {on_report} AND s.delivery_status = 'DELIVERED' GROUP BY o.variant"
+    )
+    return [(marker, head), (join, (*head, *results.values(), *report.values()))]
+
+
 def read(
     conn: Any, placeholder: str, source: str, key: Mapping[str, Any]
 ) -> dict[str, list[tuple]] | None:
@@ -202,7 +281,7 @@ def read(
         return None
     match = _matching(key)
     conditions = " AND ".join(f"{c} = {placeholder}" for c in (*match, "source"))
-    columns = sorted({column for g in GROUPINGS.values() for column in g.columns})
+    columns = sorted({column for names in STORED_COLUMNS.values() for column in names})
     sql = (
         f"SELECT kind, {', '.join(columns)} FROM {SUMMARY_TABLE} WHERE {conditions} "
         f"ORDER BY kind, {', '.join(columns)}"
@@ -215,8 +294,8 @@ def read(
         if dialect(conn) != "sqlite":  # PostgreSQL refuses all else until the read ends
             conn.rollback()
         return None
-    stored: dict[str, list[tuple]] = {kind: [] for kind in GROUPINGS}
+    stored: dict[str, list[tuple]] = {kind: [] for kind in STORED_COLUMNS}
     for kind, *values in found:
         row = dict(zip(columns, values, strict=True))
-        stored[kind].append(tuple(row[column] for column in GROUPINGS[kind].columns))
+        stored[kind].append(tuple(row[column] for column in STORED_COLUMNS[kind]))
     return stored if stored["rows"] else None

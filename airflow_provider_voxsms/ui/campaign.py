@@ -59,7 +59,8 @@ def campaign_view(task: dict, rows: CampaignRows) -> dict[str, Any]:
     """Everything the page shows, as JSON-friendly values (see docs/campaign-page.md): the
     counts the send and the report stored when they finished (a few rows each, whatever the
     campaign's size), or, without them, one scan of the send's rows and two of the report's;
-    with text variants, a join of the two for delivered per variant."""
+    with text variants, delivered per variant as the report stored it (its join of the two),
+    or without it that join now."""
     summary = rows.summary or {}
     sent_groups = queries.send_groups(rows.outcomes) if rows.outcomes is not None else None
     status_groups = queries.status_groups(rows.statuses) if rows.statuses is not None else None

@@ -18,7 +18,7 @@ import pandas as pd
 
 from airflow_provider_voxsms.sms.delivery import PENDING, UNDELIVERED_STATUSES
 from airflow_provider_voxsms.sms.numbers.plan import calling_codes
-from airflow_provider_voxsms.storage.summary import GROUPINGS
+from airflow_provider_voxsms.storage.summary import GROUPINGS, VARIANTS, joined_tag
 from airflow_provider_voxsms.ui.failed_rows import FAILED_STAGES
 from airflow_provider_voxsms.ui.tables import OwnedRows
 
@@ -132,9 +132,16 @@ def delivered_by_country(statuses: OwnedRows) -> dict[str, int]:
 
 def delivered_by_variant(outcomes: OwnedRows, statuses: OwnedRows) -> dict[str, int] | None:
     """Delivered messages per variant: a join on the message id, so only when both tables
-    are on one connection (None otherwise)."""
+    are on one connection (None otherwise). As the report stored it when it finished, when it
+    joined these very rows (``storage.summary.VARIANTS``); else joined now."""
     if statuses.conn is not outcomes.conn:
         return None
+    stored = statuses.stored()
+    if stored is not None:
+        tag = joined_tag(outcomes.table, outcomes.key)
+        found = [(name, n) for joined, name, n in stored[VARIANTS] if joined == tag]
+        if found:  # the join's marker row (no variant) at least
+            return {name: int(n) for name, n in found if name is not None}
     o, s = outcomes, statuses
     sql = (
         f"SELECT o.variant, COUNT(*) FROM {o.table} o JOIN {s.table} s "

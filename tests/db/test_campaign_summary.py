@@ -20,7 +20,7 @@ from airflow_provider_voxsms.storage.key import CAMPAIGN_COLUMNS, CampaignKey
 from airflow_provider_voxsms.storage.results import ResultsTable
 from airflow_provider_voxsms.storage.schema import DELIVERY_STATUS, FAILED_OUTCOMES, RESULTS
 from airflow_provider_voxsms.storage.sql import db_api_hook, index_probe
-from airflow_provider_voxsms.ui import failed_rows
+from airflow_provider_voxsms.ui import failed_rows, queries
 from airflow_provider_voxsms.ui.campaign import CampaignRows, campaign_view
 from airflow_provider_voxsms.ui.failed_rows import FAILED_STAGES, FailedFilter
 from airflow_provider_voxsms.ui.tables import OwnedRows, dialect_of
@@ -163,8 +163,96 @@ def test_counts_of_no_rows_are_stored_too(voxsms_db):
     with ResultsTable(voxsms_db, "voxsms_results", KEY), DeliveryStatusTable(voxsms_db, REPORT):
         pass
     with_summary, without, rows = both_ways(voxsms_db)
-    assert rows.outcomes.stored() == {"rows": [(0,)], "send": [], "status": [], "delivered": []}
+    assert rows.outcomes.stored() == {
+        "rows": [(0,)],
+        "send": [],
+        "status": [],
+        "delivered": [],
+        "variants": [],
+    }
     assert with_summary == without
+
+
+def write_report(
+    conn_id: str, n: int, joined: bool = True, fail: bool = False, status: str | None = None
+) -> None:
+    """A report of the campaign's first ``n`` messages that followed its results table (and
+    joins it when it stores its counts, with ``joined``); ``fail``: it stops part-way;
+    ``status``: every message's."""
+    location = ResultsTable(conn_id, "voxsms_results", KEY).location(rows=0)
+    with DeliveryStatusTable(conn_id, REPORT, results=[location] if joined else []) as table:
+        statuses = status_rows(n)
+        table.write(statuses.assign(delivery_status=status) if status else statuses)
+        if fail:
+            raise RuntimeError("the report stopped part-way")
+
+
+def delivered_by_variant(conn_id: str) -> tuple[dict | None, dict | None, list]:
+    """Delivered per variant as stored, as joined now, and the stored rows of the join;
+    checks that the page joins the tables only when there are none."""
+    with closing(db_api_hook(conn_id).get_conn()) as conn:
+        recording = Recording(conn)
+        stored = page_rows(recording, True, dialect_of(conn))
+        live = page_rows(conn, False)
+        found = queries.delivered_by_variant(stored.outcomes, stored.statuses)
+        joined = queries.delivered_by_variant(live.outcomes, live.statuses)
+        kept = (stored.statuses.stored() or {}).get(summary.VARIANTS, [])
+    joins = [sql for sql, _ in recording.statements if " JOIN " in sql]
+    assert (joins == []) == bool(kept), "the page joins the tables only without a stored join"
+    return found, joined, kept
+
+
+def expected_by_variant(n_send: int, n_report: int, seed: int = 0) -> dict[str, int]:
+    """Delivered per variant counted in Python from the rows written."""
+    sent = send_rows(n_send, seed)
+    statuses = status_rows(n_report)
+    delivered = set(statuses.loc[statuses["delivery_status"] == "DELIVERED", "message_id"])
+    accepted = sent[(sent["outcome"] == "accepted") & sent["message_id"].isin(delivered)]
+    return accepted["variant"].value_counts().sort_index().to_dict()
+
+
+def test_a_report_stores_delivered_per_variant_and_a_retry_replaces_it(voxsms_db):
+    """The report's join of its rows with the send's, stored when it finishes, is the page's
+    join (and the rows' own count); a retry replaces it, a failed try and a send that rewrites
+    its rows leave none, and the page joins the tables itself again."""
+    write_campaign(voxsms_db, 500)
+    write_report(voxsms_db, 250)
+    found, joined, kept = delivered_by_variant(voxsms_db)
+    assert found == joined == expected_by_variant(500, 250) and set(found) == {"A", "B"}
+    assert len(kept) == 3  # the marker and the two variants'
+
+    write_report(voxsms_db, 90)  # a retry of the report, or a poll again
+    found, joined, kept = delivered_by_variant(voxsms_db)
+    assert found == joined == expected_by_variant(500, 90) and len(kept) == 3
+
+    write_report(voxsms_db, 40, status="FAILED")  # none delivered: a stored answer too
+    found, joined, kept = delivered_by_variant(voxsms_db)
+    assert found == joined == {} and kept == [(kept[0][0], None, 0)]
+
+    with pytest.raises(RuntimeError):
+        write_report(voxsms_db, 60, fail=True)
+    assert delivered_by_variant(voxsms_db)[2] == []
+
+    write_report(voxsms_db, 250)
+    with ResultsTable(voxsms_db, "voxsms_results", KEY) as table:  # the send rewrites its rows
+        table.write(send_rows(500, seed=4))
+    found, joined, kept = delivered_by_variant(voxsms_db)
+    assert kept == [] and found == joined == expected_by_variant(500, 250, seed=4)
+
+
+def test_a_report_that_did_not_join_leaves_the_page_its_own_join(voxsms_db):
+    """A report fed by XCom, or whose results are on another connection, stores no join; nor
+    does one of a send without variants (it costs the report no join)."""
+    write_campaign(voxsms_db, 300)
+    write_report(voxsms_db, 150, joined=False)
+    found, joined, kept = delivered_by_variant(voxsms_db)
+    assert kept == [] and found == joined == expected_by_variant(300, 150)
+
+    with ResultsTable(voxsms_db, "voxsms_results", KEY) as table:
+        table.write(send_rows(300).assign(variant=None))
+    write_report(voxsms_db, 150)
+    found, joined, kept = delivered_by_variant(voxsms_db)
+    assert kept == [] and found == joined == {}
 
 
 def test_the_failed_outcomes_are_the_ones_the_index_holds():

@@ -4,6 +4,7 @@ the tables the tasks wrote (or their XComs). Its counts must equal the tasks' re
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -216,3 +217,82 @@ def test_each_shard_of_a_mapped_task_group_has_its_own_campaign(
         assert view["delivery"]["messages"] == report["messages"] == size
         assert rows.outcomes.stored()["rows"] == [(size,)]
         assert rows.statuses.stored()["rows"] == [(size,)]
+
+
+def test_delivered_per_variant_is_stored_by_the_report_and_replaced_on_a_rerun(
+    voximplant_conn, voxsms_db, run_dag
+):
+    """A campaign with text variants and a hold-out, both tables on one connection: the
+    report stores delivered per variant (its join with the send's rows) when it finishes, and
+    the page's variants equal the send's and the report's return values, the emulator's
+    outcomes per number, and the page's own join of the rows. Running the DAG run again (the
+    same task instances: a retry of each) replaces the stored join with the new one."""
+    from airflow_provider_voxsms.sms.variants import Variants
+
+    numbers = [f"44770092{i:04d}" for i in range(240)]
+    texts = {"A": "Hi {name}", "B": "Hello {name}"}
+    with DAG("voxsms_test_page_variants", schedule=None) as dag:
+        send = A2PSendSmsOperator(
+            task_id="send",
+            recipients=[{"phone": n, "name": f"N{i}"} for i, n in enumerate(numbers)],
+            text=None,
+            text_variants=texts,
+            holdout=0.2,
+            src_number="VoxDemo",
+            results_conn_id=voxsms_db,
+        )
+        A2PSmsDeliveryReportOperator(
+            task_id="delivery",
+            messages=XComArg(send, key="accepted_numbers"),
+            src_number="VoxDemo",
+            timeout=20,
+            poll_interval=0.3,
+            max_poll_interval=0.6,
+            report_conn_id=voxsms_db,
+        )
+    drawn = Variants.parse(texts, holdout=0.2, seed=f"{dag.dag_id}.send").assign(pd.Series(numbers))
+    variant_of = dict(zip(numbers, map(str, drawn), strict=True))
+    for by_digit, undelivered in ((BY_DIGIT, "34"), ("1=FAILED,2=REJECTED,5=EXPIRED", "125")):
+        voximplant_conn.state.set_faults(
+            delivery_queued_s=0.3, delivery_dispatched_s=0.3, delivery_by_last_digit=by_digit
+        )
+        tis = run_dag(dag)
+        assert {ti.state for ti in tis.values()} == {"success"}
+        summary, report = xcom(tis["send"]), xcom(tis["delivery"])
+        view, found = read_view(tis["send"])
+        scanned_view, _ = read_view(tis["send"], use_summary=False)
+
+        shares = Counter(variant_of.values())
+        assert summary["held_out"] == shares["holdout"] > 0
+        expected = {name: 0 for name in texts}
+        for number, name in variant_of.items():
+            if name != "holdout" and number[-1] not in undelivered:
+                expected[name] += 1
+        held_out = {"variant": "holdout", "recipients": shares["holdout"], "accepted": 0}
+        assert view["variants"] == [
+            {"variant": name, **summary["variants"][name], "delivered": expected[name]}
+            for name in sorted(texts)
+        ] + [{**held_out, "delivered": 0}]
+        assert {name: summary["variants"][name]["accepted"] for name in texts} == {
+            name: shares[name] for name in texts
+        }
+        assert sum(expected.values()) == report["delivered"] > 0
+        assert scanned_view == view  # the page's own join answers the same
+        assert found["stored"] == (True, True)
+        kept, tag = stored_join(tis["send"])
+        assert sorted(kept, key=str) == sorted(
+            [(tag, None, 0), *[(tag, name, n) for name, n in expected.items()]], key=str
+        )
+
+
+def stored_join(ti) -> tuple[list[tuple], str]:
+    """The report's stored delivered per variant, and the ``joined`` tag of the send's rows."""
+    from airflow.utils.session import create_session
+
+    from airflow_provider_voxsms.storage import summary
+
+    key = TaskKey(ti.dag_id, ti.run_id, "send")
+    with create_session() as session, ExitStack() as stack:
+        rows = locate.campaign_rows(session, key, locate.report_task(session, key), stack)
+        kept = rows.statuses.stored()[summary.VARIANTS]
+        return kept, summary.joined_tag(rows.outcomes.table, rows.outcomes.key)
