@@ -118,22 +118,7 @@ def test_sharded_campaign_survives_a_killed_worker(cluster: Cluster, tmp_path) -
             "delivery_by_last_digit": "7=FAILED",
         },
     )
-    cluster.wait(lambda: _dag_parsed(cluster), f"{DAG_ID} parsed", 120)
-    cluster.api("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
-    run_id = cluster.api(
-        "POST",
-        f"dags/{DAG_ID}/dagRuns",
-        {
-            "logical_date": None,
-            "conf": {
-                "recipients_sql": "SELECT phone FROM cluster_recipients ORDER BY id",
-                "recipients_conn_id": "voxsms_db",
-                "shards": SHARDS,
-                "shards_path": f"file://{tmp_path / 'shards'}",
-                "deferrable": True,
-            },
-        },
-    )["dag_run_id"]
+    run_id = _trigger(cluster, shards=SHARDS, shards_path=f"file://{tmp_path / 'shards'}")
     _log(started, f"triggered {run_id}")
 
     # The kill: a shard with answered batches in the ledger and most of its batches to go.
@@ -188,21 +173,7 @@ def test_eight_deferred_delivery_reports_share_one_triggerer(cluster: Cluster) -
     _seed(cluster, numbers)
     cluster.emulator("reset", {})
     cluster.emulator("faults", {"delivery_queued_s": DELIVERED_AFTER_S})
-    cluster.wait(lambda: _dag_parsed(cluster), f"{DAG_ID} parsed", 120)
-    cluster.api("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
-    run_id = cluster.api(
-        "POST",
-        f"dags/{DAG_ID}/dagRuns",
-        {
-            "logical_date": None,
-            "conf": {
-                "recipients_sql": "SELECT phone FROM cluster_recipients ORDER BY id",
-                "recipients_conn_id": "voxsms_db",
-                "shards": EIGHT_SHARDS,
-                "deferrable": True,
-            },
-        },
-    )["dag_run_id"]
+    run_id = _trigger(cluster, shards=EIGHT_SHARDS)
     _log(started, f"triggered {run_id}")
     deferred: set[int] = set()
 
@@ -368,6 +339,20 @@ def _seed(cluster: Cluster, phones: list[str]) -> None:
 
 def _dag_parsed(cluster: Cluster) -> bool:
     return bool(cluster.api("GET", "dags", dag_id_pattern=DAG_ID)["total_entries"])
+
+
+def _trigger(cluster: Cluster, **conf) -> str:
+    """Once the DAG is parsed: unpause it and trigger a deferrable run over the seeded
+    recipients with ``conf`` on top. Returns the run id."""
+    cluster.wait(lambda: _dag_parsed(cluster), f"{DAG_ID} parsed", 120)
+    cluster.api("PATCH", f"dags/{DAG_ID}", {"is_paused": False})
+    base = {
+        "recipients_sql": "SELECT phone FROM cluster_recipients ORDER BY id",
+        "recipients_conn_id": "voxsms_db",
+        "deferrable": True,
+    }
+    body = {"logical_date": None, "conf": {**base, **conf}}
+    return cluster.api("POST", f"dags/{DAG_ID}/dagRuns", body)["dag_run_id"]
 
 
 def _shard_mid_send(cluster: Cluster, run_id: str, polls: list[str]) -> int | None:
