@@ -29,6 +29,9 @@ from airflow_provider_voxsms.hooks.voximplant import VoximplantAsyncHook
 from airflow_provider_voxsms.sms import delivery
 from airflow_provider_voxsms.triggers.delivery import A2PSmsDeliveryTrigger
 
+# Wall-clock steps of 50 ms: another test's load on the same cores would be measured too.
+pytestmark = pytest.mark.serial
+
 SLOW_S = 0.05
 IDS_XCOM = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "key": "ids"}
 
