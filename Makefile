@@ -29,7 +29,7 @@ lint: $(STAMP)
 # Two pytest-xdist workers, one per core of the CI machine (`make test WORKERS=0`: one process,
 # `WORKERS=auto`: one per core). Each worker has its own AIRFLOW_HOME, PostgreSQL server and
 # emulators on free ports; worksteal evens out the minute-long tests. Tests marked `serial`
-# time an event loop's steps to 50 ms, which another worker's load would fail: they run after
+# time an event loop's steps to 0.1 s, which another worker's load would fail: they run after
 # the others, alone. The 25 slowest tests are listed: where the suite's time goes, run by run.
 WORKERS ?= 2
 XDIST   := -n $(WORKERS) --dist worksteal -m "not serial"
