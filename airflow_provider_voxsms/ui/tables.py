@@ -76,6 +76,5 @@ class OwnedRows:
                 yield block
 
 
-def dialect_of(conn: Any) -> str:
-    """``"sqlite"`` for a sqlite3 connection, else ``"postgresql"`` (the tables' other home)."""
-    return "sqlite" if type(conn).__module__.startswith("sqlite3") else "postgresql"
+#: ``"sqlite"`` for a sqlite3 connection, else ``"postgresql"``: the storage's own test.
+dialect_of = summary.dialect
