@@ -3,6 +3,7 @@ the sink, for unit tests of the sending and the runner."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -31,11 +32,19 @@ class FakeApi:
         self.messages: list[dict] = []
         self.calls = 0
         self.history_calls = 0
+        # The runner sends from several threads at once; message ids are unique, as the API's
+        # are (unlocked, two requests could number their messages alike: a number then seemed
+        # never to have arrived, and was sent again).
+        self._lock = threading.Lock()
 
     def check_config(self):
         pass
 
     def a2p_send_sms(self, src_number, dst_numbers, text, store_body=False):
+        with self._lock:
+            return self._send(src_number, dst_numbers, text)
+
+    def _send(self, src_number, dst_numbers, text):
         self.calls += 1
         fault = self.fault(self.calls, dst_numbers) if self.fault else None
         if fault == "reset":
@@ -65,6 +74,10 @@ class FakeApi:
         return A2PSendSmsResponse(result=result, failed=[], fragments_count=segments)
 
     def a2p_get_sms_history(self, **filters):
+        with self._lock:
+            return self._history(filters)
+
+    def _history(self, filters):
         self.history_calls += 1
         if self.history_fails:
             raise VoximplantHttpError("A2PGetSmsHistory", 502, "bad gateway")
